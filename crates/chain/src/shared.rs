@@ -1,0 +1,292 @@
+//! State one node's services share: the finalized ledger, the mempool and the finality feeds.
+
+use crate::{
+    block::Block,
+    mempool::{Mempool, MempoolError, SigCache},
+    store::{StateStore, StoreError},
+};
+use bytes::Bytes;
+use cairn_ledger::{BlockOutcome, Hash, SignedTx, State, TxError};
+use commonware_cryptography::Digestible;
+use commonware_utils::sync::{Mutex, RwLock};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
+use tokio::sync::{broadcast, watch};
+
+/// Hash of an encoded transaction (equals [`SignedTx::hash`] for canonical bytes).
+pub fn tx_hash(bytes: &[u8]) -> Hash {
+    *blake3::hash(bytes).as_bytes()
+}
+
+/// Most finalized transactions whose receipts stay queryable by hash.
+pub const TX_INDEX_CAPACITY: usize = 200_000;
+/// Capacity of the finalized-block feed; slow subscribers see `Lagged`.
+pub const BLOCK_FEED_CAPACITY: usize = 4096;
+
+/// What the chain publishes for each finalized height.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finalized {
+    /// Finalized height.
+    pub height: u64,
+    /// Block digest (hex).
+    pub digest: [u8; 32],
+    /// Ledger state root after applying the block.
+    pub state_root: Hash,
+    /// Proposer timestamp of the block.
+    pub timestamp_ms: u64,
+    /// Number of transactions in the block.
+    pub tx_count: usize,
+}
+
+/// A finalized block with its transaction hashes and receipts.
+#[derive(Debug)]
+pub struct FinalizedBlock {
+    /// Summary published on the watch channel.
+    pub summary: Finalized,
+    /// Hashes of the block's transactions, in block order.
+    pub tx_hashes: Vec<Hash>,
+    /// Per-transaction result, in block order.
+    pub receipts: Vec<Result<(), TxError>>,
+}
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The transaction is invalid on its own (bytes, fields, signature) or against state.
+    #[error("transaction rejected: {0}")]
+    Invalid(#[from] TxError),
+    /// The mempool is full.
+    #[error(transparent)]
+    Busy(#[from] MempoolError),
+}
+
+/// Where a transaction is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// In this node's mempool.
+    Pending,
+    /// Finalized at `height`; `result` is the execution receipt.
+    Finalized {
+        /// Height of the block that carried it.
+        height: u64,
+        /// Execution result.
+        result: Result<(), TxError>,
+    },
+    /// Not known to this node.
+    Unknown,
+}
+
+/// Node-wide shared state.
+pub struct Shared {
+    state: RwLock<State>,
+    /// Validated transactions waiting for a block.
+    pub mempool: Mempool,
+    sig_cache: Arc<SigCache>,
+    store: Mutex<Box<dyn StateStore>>,
+    finalized_tx: watch::Sender<Finalized>,
+    blocks_tx: broadcast::Sender<Arc<FinalizedBlock>>,
+    tx_index: Mutex<(HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>)>,
+}
+
+impl Shared {
+    /// Loads durable state (or genesis) and builds the shared node state.
+    pub fn open(
+        genesis: &cairn_ledger::Genesis,
+        genesis_block: &Block,
+        mut store: Box<dyn StateStore>,
+        mempool: Mempool,
+        sig_cache: Arc<SigCache>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let state = match store.load()? {
+            Some(state) => state,
+            None => {
+                let mut state = State::genesis(genesis).map_err(StoreError::Genesis)?;
+                let dirty = state.take_dirty();
+                store.commit(0, dirty)?;
+                state
+            }
+        };
+        let summary = Finalized {
+            height: state.height(),
+            digest: if state.height() == 0 {
+                genesis_block.digest().0
+            } else {
+                [0; 32]
+            },
+            state_root: state.state_root(),
+            timestamp_ms: 0,
+            tx_count: 0,
+        };
+        let (finalized_tx, _) = watch::channel(summary);
+        let (blocks_tx, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
+        Ok(Arc::new(Self {
+            state: RwLock::new(state),
+            mempool,
+            sig_cache,
+            store: Mutex::new(store),
+            finalized_tx,
+            blocks_tx,
+            tx_index: Mutex::new((HashMap::new(), VecDeque::new())),
+        }))
+    }
+
+    /// Latest finalized (and applied) height.
+    pub fn finalized_height(&self) -> u64 {
+        self.state.read().height()
+    }
+
+    /// Runs `f` with read access to the finalized ledger state.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.read())
+    }
+
+    /// Subscribes to the latest finalized height (a watch: intermediate values may be skipped).
+    pub fn subscribe(&self) -> watch::Receiver<Finalized> {
+        self.finalized_tx.subscribe()
+    }
+
+    /// Subscribes to every finalized block (bounded; a slow reader gets `Lagged`).
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<Arc<FinalizedBlock>> {
+        self.blocks_tx.subscribe()
+    }
+
+    /// Decodes and checks one transaction, verifying its signature at most once per node.
+    pub fn check_tx_bytes(&self, bytes: &[u8]) -> Result<(SignedTx, Hash), TxError> {
+        let hash = tx_hash(bytes);
+        let tx = if self.sig_cache.contains(&hash) {
+            SignedTx::decode(bytes)?
+        } else {
+            let tx = SignedTx::decode_and_verify(bytes)?;
+            self.sig_cache.insert(hash);
+            tx
+        };
+        Ok((tx, hash))
+    }
+
+    /// Verifies every transaction of a block statelessly.
+    pub fn verify_txs(&self, txs: &[Bytes]) -> Result<Vec<SignedTx>, TxError> {
+        txs.iter()
+            .map(|bytes| self.check_tx_bytes(bytes).map(|(tx, _)| tx))
+            .collect()
+    }
+
+    /// Admits a transaction from a client: stateless checks, a stateful pre-check, then the pool.
+    pub fn submit(&self, bytes: Bytes) -> Result<Hash, SubmitError> {
+        let (tx, hash) = self.check_tx_bytes(&bytes)?;
+        if self.tx_index.lock().0.contains_key(&hash) {
+            return Ok(hash);
+        }
+        self.state.read().check_tx(&tx)?;
+        self.mempool.insert(hash, bytes, true)?;
+        Ok(hash)
+    }
+
+    /// Admits a transaction relayed by a peer (no re-gossip; invalid ones are dropped).
+    pub fn admit_gossip(&self, bytes: Bytes) -> bool {
+        match self.check_tx_bytes(&bytes) {
+            Ok((_, hash)) => {
+                if self.tx_index.lock().0.contains_key(&hash) {
+                    return false;
+                }
+                matches!(self.mempool.insert(hash, bytes, false), Ok(true))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Where a transaction is.
+    pub fn tx_status(&self, hash: &Hash) -> TxStatus {
+        if let Some((height, result)) = self.tx_index.lock().0.get(hash) {
+            return TxStatus::Finalized {
+                height: *height,
+                result: result.clone(),
+            };
+        }
+        if self.mempool.contains(hash) {
+            return TxStatus::Pending;
+        }
+        TxStatus::Unknown
+    }
+
+    /// Applies the finalized block at the next height, persists it, and publishes it.
+    ///
+    /// Contract: `block.height == finalized_height() + 1`; the block was finalized by consensus
+    /// (so it was verified by a quorum and its transactions are stateless-valid).
+    pub fn apply_finalized(&self, block: &Block) -> Result<Arc<FinalizedBlock>, ApplyError> {
+        let txs = self.verify_txs(&block.txs).map_err(ApplyError::InvalidTx)?;
+        let tx_hashes: Vec<Hash> = block.txs.iter().map(|b| tx_hash(b)).collect();
+        let (outcome, dirty): (BlockOutcome, _) = {
+            let mut state = self.state.write();
+            let expected = state.height() + 1;
+            if block.height != expected {
+                return Err(ApplyError::Height {
+                    expected,
+                    got: block.height,
+                });
+            }
+            let outcome = state
+                .apply_verified_block(block.height, &txs)
+                .map_err(ApplyError::Ledger)?;
+            (outcome, state.take_dirty())
+        };
+        // Persist before acknowledging to marshal so durable state never trails the journal by
+        // more than marshal can replay (see crate docs on restart consistency).
+        self.store
+            .lock()
+            .commit(block.height, dirty)
+            .map_err(ApplyError::Store)?;
+        self.mempool.remove(tx_hashes.iter());
+        {
+            let mut index = self.tx_index.lock();
+            for (hash, receipt) in tx_hashes.iter().zip(outcome.receipts.iter()) {
+                if index.0.insert(*hash, (block.height, receipt.clone())).is_none() {
+                    index.1.push_back(*hash);
+                }
+            }
+            while index.1.len() > TX_INDEX_CAPACITY {
+                if let Some(old) = index.1.pop_front() {
+                    index.0.remove(&old);
+                }
+            }
+        }
+        let summary = Finalized {
+            height: block.height,
+            digest: block.digest().0,
+            state_root: outcome.state_root,
+            timestamp_ms: block.timestamp_ms,
+            tx_count: block.txs.len(),
+        };
+        let finalized = Arc::new(FinalizedBlock {
+            summary: summary.clone(),
+            tx_hashes,
+            receipts: outcome.receipts,
+        });
+        self.finalized_tx.send_replace(summary);
+        let _ = self.blocks_tx.send(finalized.clone());
+        Ok(finalized)
+    }
+}
+
+/// Why a finalized block could not be applied (each is a node-local fault, not peer input).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A finalized block carried an invalid transaction: the committee is faulty beyond f.
+    #[error("finalized block carries an invalid transaction: {0}")]
+    InvalidTx(TxError),
+    /// Blocks must be applied in height order.
+    #[error("finalized block out of order: expected height {expected}, got {got}")]
+    Height {
+        /// Next height the state expects.
+        expected: u64,
+        /// Height delivered.
+        got: u64,
+    },
+    /// The ledger refused the block.
+    #[error("ledger refused finalized block: {0}")]
+    Ledger(cairn_ledger::BlockError),
+    /// The durable store failed; the node must stop rather than diverge.
+    #[error("state store failed: {0}")]
+    Store(StoreError),
+}

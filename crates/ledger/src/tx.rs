@@ -1,0 +1,333 @@
+//! Transactions: kinds, canonical encoding, stateless validation and signatures.
+
+use crate::{
+    codec::{Reader, Writer},
+    AccountId, Hash, NodeId, TxError,
+};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+/// Largest encoded signed transaction.
+pub const MAX_TX_SIZE_BYTES: usize = 4096;
+/// Longest account name.
+pub const MAX_NAME_SIZE_BYTES: usize = 64;
+/// Longest zone name.
+pub const MAX_ZONE_SIZE_BYTES: usize = 32;
+/// Most advertised addresses per node.
+pub const MAX_ADDRESSES: usize = 8;
+/// Longest advertised address.
+pub const MAX_ADDRESS_SIZE_BYTES: usize = 64;
+/// Longest config key.
+pub const MAX_CONFIG_KEY_SIZE_BYTES: usize = 128;
+/// Longest config value.
+pub const MAX_CONFIG_VALUE_SIZE_BYTES: usize = 2048;
+/// Domain separation prefix of the signed message.
+pub const SIGNING_DOMAIN: &[u8] = b"cairn/tx/v1\0";
+
+/// Roles a node offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles {
+    /// May sit on the BFT committee.
+    pub validator: bool,
+    /// Stores fragments.
+    pub storage: bool,
+    /// Serves S3.
+    pub gateway: bool,
+    /// Edge cache.
+    pub cache: bool,
+}
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxKind {
+    /// The signer registers itself as an account.
+    RegisterAccount {
+        /// Account name, `[a-z0-9-]`, 1..=64 bytes.
+        name: String,
+    },
+    /// The signer registers a node it operates.
+    RegisterNode {
+        /// Node p2p public key.
+        node: NodeId,
+        /// Failure zone, `[a-z0-9-]`, 1..=32 bytes.
+        zone: String,
+        /// Offered roles (at least one).
+        roles: Roles,
+        /// Advertised socket addresses.
+        addresses: Vec<String>,
+        /// Advertised storage capacity.
+        capacity_bytes: u64,
+        /// Stake.
+        stake: u64,
+    },
+    /// Liveness signal of a node, signed by its operator.
+    Heartbeat {
+        /// Node id.
+        node: NodeId,
+        /// Strictly increasing per node.
+        seq: u64,
+    },
+    /// Versioned configuration entry, compare-and-set on `expected_version`.
+    ConfigSet {
+        /// Key, `[a-zA-Z0-9._/-]`, 1..=128 bytes.
+        key: String,
+        /// Value, at most 2048 bytes.
+        value: String,
+        /// Current version the writer expects (0 = absent).
+        expected_version: u64,
+    },
+}
+
+/// An unsigned transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tx {
+    /// Signing account.
+    pub signer: AccountId,
+    /// Anti-replay nonce (see [`crate::NONCE_WINDOW`]).
+    pub nonce: u64,
+    /// Operation.
+    pub kind: TxKind,
+}
+
+/// A signed transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedTx {
+    /// Body.
+    pub tx: Tx,
+    /// ed25519 signature over `SIGNING_DOMAIN || tx.encode()`.
+    pub signature: [u8; 64],
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> TxError {
+    TxError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn check_charset(
+    field: &'static str,
+    v: &str,
+    max: usize,
+    ok: impl Fn(char) -> bool,
+) -> Result<(), TxError> {
+    if v.is_empty() || v.len() > max {
+        return Err(invalid(field, format!("length must be 1..={max} bytes")));
+    }
+    if let Some(c) = v.chars().find(|c| !ok(*c)) {
+        return Err(invalid(field, format!("character {c:?} not allowed")));
+    }
+    Ok(())
+}
+
+fn lower(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
+impl Tx {
+    /// Canonical bytes of the body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.write(&mut w);
+        w.0
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.fixed(&self.signer);
+        w.u64(self.nonce);
+        match &self.kind {
+            TxKind::RegisterAccount { name } => {
+                w.u8(0);
+                w.str(name);
+            }
+            TxKind::RegisterNode {
+                node,
+                zone,
+                roles,
+                addresses,
+                capacity_bytes,
+                stake,
+            } => {
+                w.u8(1);
+                w.fixed(node);
+                w.str(zone);
+                for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
+                    w.bool(r);
+                }
+                w.0.extend_from_slice(&(addresses.len() as u32).to_le_bytes());
+                for a in addresses {
+                    w.str(a);
+                }
+                w.u64(*capacity_bytes);
+                w.u64(*stake);
+            }
+            TxKind::Heartbeat { node, seq } => {
+                w.u8(2);
+                w.fixed(node);
+                w.u64(*seq);
+            }
+            TxKind::ConfigSet {
+                key,
+                value,
+                expected_version,
+            } => {
+                w.u8(3);
+                w.str(key);
+                w.str(value);
+                w.u64(*expected_version);
+            }
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        let signer = r.fixed::<32>()?;
+        let nonce = r.u64()?;
+        let kind = match r.u8()? {
+            0 => TxKind::RegisterAccount {
+                name: r.str(MAX_NAME_SIZE_BYTES)?,
+            },
+            1 => {
+                let node = r.fixed::<32>()?;
+                let zone = r.str(MAX_ZONE_SIZE_BYTES)?;
+                let roles = Roles {
+                    validator: r.bool()?,
+                    storage: r.bool()?,
+                    gateway: r.bool()?,
+                    cache: r.bool()?,
+                };
+                let count = u32::from_le_bytes(r.fixed::<4>()?) as usize;
+                if count > MAX_ADDRESSES {
+                    return Err(TxError::Malformed {
+                        reason: "too many addresses",
+                    });
+                }
+                let mut addresses = Vec::with_capacity(count);
+                for _ in 0..count {
+                    addresses.push(r.str(MAX_ADDRESS_SIZE_BYTES)?);
+                }
+                TxKind::RegisterNode {
+                    node,
+                    zone,
+                    roles,
+                    addresses,
+                    capacity_bytes: r.u64()?,
+                    stake: r.u64()?,
+                }
+            }
+            2 => TxKind::Heartbeat {
+                node: r.fixed::<32>()?,
+                seq: r.u64()?,
+            },
+            3 => TxKind::ConfigSet {
+                key: r.str(MAX_CONFIG_KEY_SIZE_BYTES)?,
+                value: r.str(MAX_CONFIG_VALUE_SIZE_BYTES)?,
+                expected_version: r.u64()?,
+            },
+            _ => {
+                return Err(TxError::Malformed {
+                    reason: "unknown transaction kind",
+                })
+            }
+        };
+        Ok(Self {
+            signer,
+            nonce,
+            kind,
+        })
+    }
+
+    /// Signs the body with the signer's key.
+    pub fn sign(self, key: &SigningKey) -> SignedTx {
+        let mut msg = SIGNING_DOMAIN.to_vec();
+        msg.extend_from_slice(&self.encode());
+        let signature = key.sign(&msg).to_bytes();
+        SignedTx {
+            tx: self,
+            signature,
+        }
+    }
+
+    /// Field checks that need no state.
+    pub fn validate(&self) -> Result<(), TxError> {
+        if self.nonce == 0 {
+            return Err(invalid("nonce", "nonces start at 1"));
+        }
+        match &self.kind {
+            TxKind::RegisterAccount { name } => {
+                check_charset("name", name, MAX_NAME_SIZE_BYTES, lower)
+            }
+            TxKind::RegisterNode {
+                zone,
+                roles,
+                addresses,
+                ..
+            } => {
+                check_charset("zone", zone, MAX_ZONE_SIZE_BYTES, lower)?;
+                if !(roles.validator || roles.storage || roles.gateway || roles.cache) {
+                    return Err(invalid("roles", "at least one role is required"));
+                }
+                if addresses.is_empty() {
+                    return Err(invalid("addresses", "at least one address is required"));
+                }
+                for a in addresses {
+                    a.parse::<std::net::SocketAddr>()
+                        .map_err(|_| invalid("addresses", format!("{a:?} is not ip:port")))?;
+                }
+                Ok(())
+            }
+            TxKind::Heartbeat { .. } => Ok(()),
+            TxKind::ConfigSet { key, .. } => {
+                check_charset("key", key, MAX_CONFIG_KEY_SIZE_BYTES, |c| {
+                    c.is_ascii_alphanumeric() || "._/-".contains(c)
+                })
+            }
+        }
+    }
+}
+
+impl SignedTx {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.tx.write(&mut w);
+        w.fixed(&self.signature);
+        w.0
+    }
+
+    /// Strict decode: bounded, canonical, no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        if bytes.len() > MAX_TX_SIZE_BYTES {
+            return Err(TxError::Oversize {
+                size_bytes: bytes.len(),
+                max_bytes: MAX_TX_SIZE_BYTES,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let tx = Tx::read(&mut r)?;
+        let signature = r.fixed::<64>()?;
+        r.finish()?;
+        Ok(Self { tx, signature })
+    }
+
+    /// Checks the signature against the signer key.
+    pub fn verify_signature(&self) -> Result<(), TxError> {
+        let key = VerifyingKey::from_bytes(&self.tx.signer).map_err(|_| TxError::BadSignature)?;
+        let mut msg = SIGNING_DOMAIN.to_vec();
+        msg.extend_from_slice(&self.tx.encode());
+        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
+            .map_err(|_| TxError::BadSignature)
+    }
+
+    /// Decode, field checks and signature: everything that needs no state.
+    pub fn decode_and_verify(bytes: &[u8]) -> Result<Self, TxError> {
+        let tx = Self::decode(bytes)?;
+        tx.tx.validate()?;
+        tx.verify_signature()?;
+        Ok(tx)
+    }
+
+    /// blake3 of the canonical bytes.
+    pub fn hash(&self) -> Hash {
+        *blake3::hash(&self.encode()).as_bytes()
+    }
+}

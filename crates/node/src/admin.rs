@@ -1,0 +1,235 @@
+//! Admin HTTP API (JSON) served by every node.
+//!
+//! Endpoints: `GET /status`, `GET /nodes`, `GET /blocks/{height}`, `POST /tx` (body: the raw
+//! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
+//! (Prometheus text). Connections are bounded by `MAX_CONNECTIONS`; sockets use TCP_NODELAY.
+
+use crate::config::{hex, hex32};
+use bytes::Bytes;
+use cairn_chain::{
+    block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, service::service_fn, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+/// Largest accepted `POST /tx` body.
+pub const MAX_TX_BODY_BYTES: usize = 16 * 1024;
+/// Most concurrent admin connections.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A node is healthy if it heartbeated within this many blocks.
+pub const HEALTH_WINDOW_BLOCKS: u64 = 600;
+
+/// What the admin API serves.
+pub struct Admin {
+    /// Node name.
+    pub name: String,
+    /// Chain id.
+    pub chain_id: String,
+    /// This node's id (hex).
+    pub node_id: String,
+    /// Committee (hex keys).
+    pub committee: Vec<String>,
+    /// Shared chain state.
+    pub shared: Arc<Shared>,
+    /// Finalized block reader.
+    pub blocks: BlockReader,
+    /// Renders runtime metrics (Prometheus text).
+    pub metrics: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+/// Binds the admin listener (fails fast with a clear error if the port is taken).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind admin API on {addr}: {e} (is another node using this port?)"),
+        )
+    })
+}
+
+/// Serves the admin API on an already-bound listener until the task is dropped.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&admin, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string() + "\n")))
+        .expect("static response parts are valid")
+}
+
+fn error(status: StatusCode, code: &str, message: impl ToString) -> Response<Full<Bytes>> {
+    json_response(status, json!({"error": code, "message": message.to_string()}))
+}
+
+async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["status"]) => json_response(StatusCode::OK, status_json(admin)),
+        (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
+        (&Method::GET, ["blocks", height]) => {
+            let Ok(height) = height.parse::<u64>() else {
+                return error(StatusCode::BAD_REQUEST, "BadHeight", "height must be an unsigned integer");
+            };
+            match admin.blocks.get(height).await {
+                Some(block) => json_response(StatusCode::OK, block_json(&block)),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchBlock",
+                    format!("no finalized block at height {height} on this node"),
+                ),
+            }
+        }
+        (&Method::GET, ["tx", hash]) => {
+            let Some(hash) = hex32(hash) else {
+                return error(StatusCode::BAD_REQUEST, "BadHash", "expected 64 hex characters");
+            };
+            let body = match admin.shared.tx_status(&hash) {
+                TxStatus::Pending => json!({"status": "pending"}),
+                TxStatus::Unknown => json!({"status": "unknown"}),
+                TxStatus::Finalized { height, result } => json!({
+                    "status": "finalized",
+                    "height": height,
+                    "result": match result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+                }),
+            };
+            json_response(StatusCode::OK, body)
+        }
+        (&Method::POST, ["tx"]) => {
+            let body = match Limited::new(req.into_body(), MAX_TX_BODY_BYTES).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "TxTooLarge",
+                        format!("body exceeds {MAX_TX_BODY_BYTES} bytes"),
+                    )
+                }
+            };
+            match admin.shared.submit(body) {
+                Ok(hash) => json_response(StatusCode::ACCEPTED, json!({"hash": hex(&hash)})),
+                Err(SubmitError::Invalid(e)) => {
+                    error(StatusCode::BAD_REQUEST, "InvalidTransaction", e)
+                }
+                Err(SubmitError::Busy(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "Busy", e),
+            }
+        }
+        (&Method::GET, ["metrics"]) => {
+            let mut text = (admin.metrics)();
+            let f = admin.shared.subscribe().borrow().clone();
+            text.push_str(&format!(
+                "# HELP cairn_finalized_height Latest finalized and applied height.\n# TYPE cairn_finalized_height gauge\ncairn_finalized_height {}\n# HELP cairn_mempool_txs Transactions waiting in the mempool.\n# TYPE cairn_mempool_txs gauge\ncairn_mempool_txs {}\n",
+                f.height,
+                admin.shared.mempool.len()
+            ));
+            Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(text)))
+                .expect("static response parts are valid")
+        }
+        _ => error(StatusCode::NOT_FOUND, "NotFound", format!("no route for {} {path}", req.method())),
+    }
+}
+
+/// `/status` body.
+pub fn status_json(admin: &Admin) -> Value {
+    let f = admin.shared.subscribe().borrow().clone();
+    let (zones, healthy, total) = admin.shared.with_state(|state| {
+        let mut zones: BTreeMap<String, u64> = BTreeMap::new();
+        let mut healthy = 0u64;
+        let mut total = 0u64;
+        for (_, node) in state.nodes() {
+            *zones.entry(node.zone.clone()).or_default() += 1;
+            total += 1;
+            if is_healthy(state.height(), node.last_heartbeat_height, node.registered_height) {
+                healthy += 1;
+            }
+        }
+        (zones, healthy, total)
+    });
+    json!({
+        "name": admin.name,
+        "chain_id": admin.chain_id,
+        "node_id": admin.node_id,
+        "height": f.height,
+        "state_root": hex(&f.state_root),
+        "block_digest": hex(&f.digest),
+        "block_timestamp_ms": f.timestamp_ms,
+        "committee": admin.committee,
+        "mempool_txs": admin.shared.mempool.len(),
+        "nodes_per_zone": zones,
+        "nodes_healthy": healthy,
+        "nodes_total": total,
+    })
+}
+
+fn is_healthy(height: u64, last_heartbeat_height: u64, registered_height: u64) -> bool {
+    height.saturating_sub(last_heartbeat_height.max(registered_height)) <= HEALTH_WINDOW_BLOCKS
+}
+
+fn nodes_json(admin: &Admin) -> Value {
+    admin.shared.with_state(|state| {
+        let nodes: Vec<Value> = state
+            .nodes()
+            .map(|(id, n)| {
+                json!({
+                    "node_id": hex(id),
+                    "operator": hex(&n.operator),
+                    "zone": n.zone,
+                    "roles": {"validator": n.roles.validator, "storage": n.roles.storage, "gateway": n.roles.gateway, "cache": n.roles.cache},
+                    "addresses": n.addresses,
+                    "capacity_bytes": n.capacity_bytes,
+                    "stake": n.stake,
+                    "registered_height": n.registered_height,
+                    "last_heartbeat_height": n.last_heartbeat_height,
+                    "healthy": is_healthy(state.height(), n.last_heartbeat_height, n.registered_height),
+                })
+            })
+            .collect();
+        json!({"height": state.height(), "nodes": nodes})
+    })
+}
+
+fn block_json(block: &Block) -> Value {
+    use commonware_cryptography::Digestible;
+    let txs: Vec<String> = block
+        .txs
+        .iter()
+        .map(|t| hex(&cairn_chain::shared::tx_hash(t)))
+        .collect();
+    json!({
+        "height": block.height,
+        "digest": hex(&block.digest().0),
+        "parent": hex(&block.parent.0),
+        "timestamp_ms": block.timestamp_ms,
+        "tx_count": block.txs.len(),
+        "tx_hashes": txs,
+    })
+}

@@ -1,0 +1,293 @@
+//! `node.toml` and `genesis.toml`: parsing, validation and conversion to ledger/chain types.
+//!
+//! Both files reject unknown keys, so a typo is an error rather than a silently ignored
+//! setting. Relative paths in `node.toml` are resolved against the file's own directory.
+
+use cairn_ledger::{Genesis, NodeRecordInit, Roles};
+use commonware_codec::{DecodeExt, Encode};
+use commonware_cryptography::{ed25519, Signer};
+use serde::{Deserialize, Serialize};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+/// Errors loading configuration; each names the file and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown keys included).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// File path.
+        path: PathBuf,
+        /// Parser message (names the offending key and line).
+        message: String,
+    },
+    /// A value is well-formed TOML but not acceptable.
+    #[error("invalid value in {path}: {field}: {reason}")]
+    Invalid {
+        /// File path.
+        path: PathBuf,
+        /// Key name.
+        field: &'static str,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+}
+
+/// Tunables a node may override (all optional).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Longest a leader waits for transactions before an empty block.
+    pub empty_block_interval_ms: Option<u64>,
+    /// Leader timeout.
+    pub leader_timeout_ms: Option<u64>,
+    /// Mempool bound in transactions.
+    pub mempool_max_txs: Option<usize>,
+    /// Interval between this node's heartbeat transactions (0 disables).
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+/// `node.toml`: one node's identity, addresses and storage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// Path to `genesis.toml`.
+    pub genesis: PathBuf,
+    /// Hex-encoded 32-byte ed25519 private key (p2p identity, consensus key, operator account).
+    pub private_key: String,
+    /// Directory for the node's journals, archives and state database.
+    pub data_dir: PathBuf,
+    /// Address the p2p listener binds.
+    pub p2p_listen: SocketAddr,
+    /// Address the admin HTTP API binds.
+    pub admin_listen: SocketAddr,
+    /// Optional tunables.
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+/// A node listed in genesis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisNode {
+    /// Hex public key (node id and operator account).
+    pub public_key: String,
+    /// Human name, also the operator account name.
+    pub name: String,
+    /// Failure zone.
+    pub zone: String,
+    /// Roles: any of validator, storage, gateway, cache.
+    pub roles: Vec<String>,
+    /// p2p address peers dial.
+    pub p2p_address: SocketAddr,
+    /// Admin API address.
+    pub admin_address: SocketAddr,
+    /// Advertised capacity.
+    pub capacity_bytes: u64,
+    /// Stake.
+    pub stake: u64,
+}
+
+/// A genesis account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// Hex public key.
+    pub public_key: String,
+    /// Account name.
+    pub name: String,
+}
+
+/// `genesis.toml`: the chain's starting point, identical on every node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    /// Chain identifier.
+    pub chain_id: String,
+    /// Accounts (besides node operators, which are implied by `nodes`).
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
+    /// Nodes.
+    pub nodes: Vec<GenesisNode>,
+}
+
+/// A node's fully validated configuration.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The parsed `node.toml`, with paths resolved.
+    pub file: NodeFile,
+    /// Node identity key.
+    pub key: ed25519::PrivateKey,
+    /// The parsed genesis.
+    pub genesis: GenesisFile,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(&read(path)?).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Decodes a 64-hex-character string to 32 bytes.
+pub fn hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let hi = (chunk[0] as char).to_digit(16)?;
+        let lo = (chunk[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a hex private key.
+pub fn private_key(s: &str) -> Option<ed25519::PrivateKey> {
+    ed25519::PrivateKey::decode(hex32(s)?.as_slice()).ok()
+}
+
+/// Hex of a private key (for writing config files).
+pub fn private_key_hex(key: &ed25519::PrivateKey) -> String {
+    hex(&key.encode())
+}
+
+/// The ledger signing key matching a node's identity key.
+pub fn account_key(key: &ed25519::PrivateKey) -> ed25519_dalek::SigningKey {
+    let bytes: [u8; 32] = key.encode().as_ref().try_into().expect("ed25519 key is 32 bytes");
+    ed25519_dalek::SigningKey::from_bytes(&bytes)
+}
+
+/// Public key bytes of a node key.
+pub fn node_id(key: &ed25519::PrivateKey) -> [u8; 32] {
+    key.public_key()
+        .encode()
+        .as_ref()
+        .try_into()
+        .expect("ed25519 public key is 32 bytes")
+}
+
+impl NodeConfig {
+    /// Loads and validates `node.toml` and the genesis it points to.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut file: NodeFile = parse(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if file.genesis.is_relative() {
+            file.genesis = base.join(&file.genesis);
+        }
+        if file.data_dir.is_relative() {
+            file.data_dir = base.join(&file.data_dir);
+        }
+        let key = private_key(&file.private_key).ok_or_else(|| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: "private_key",
+            reason: "expected 64 hex characters (a 32-byte ed25519 key)".into(),
+        })?;
+        let genesis = GenesisFile::load(&file.genesis)?;
+        Ok(Self { file, key, genesis })
+    }
+}
+
+impl GenesisFile {
+    /// Loads and validates a genesis file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let genesis: Self = parse(path)?;
+        genesis.to_ledger().map_err(|(field, reason)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            reason,
+        })?;
+        Ok(genesis)
+    }
+
+    /// Committee: nodes with the validator role, in file order.
+    pub fn committee(&self) -> Vec<ed25519::PublicKey> {
+        self.nodes
+            .iter()
+            .filter(|n| n.roles.iter().any(|r| r == "validator"))
+            .filter_map(|n| hex32(&n.public_key))
+            .filter_map(|b| ed25519::PublicKey::decode(b.as_slice()).ok())
+            .collect()
+    }
+
+    /// Converts to the ledger's genesis, or names the bad field.
+    pub fn to_ledger(&self) -> Result<Genesis, (&'static str, String)> {
+        let mut accounts = Vec::new();
+        for a in &self.accounts {
+            let id = hex32(&a.public_key).ok_or(("accounts.public_key", "expected 64 hex characters".to_string()))?;
+            accounts.push((id, a.name.clone()));
+        }
+        let mut nodes = Vec::new();
+        for n in &self.nodes {
+            let id = hex32(&n.public_key).ok_or(("nodes.public_key", "expected 64 hex characters".to_string()))?;
+            ed25519::PublicKey::decode(id.as_slice())
+                .map_err(|_| ("nodes.public_key", format!("{} is not an ed25519 point", n.public_key)))?;
+            let mut roles = Roles {
+                validator: false,
+                storage: false,
+                gateway: false,
+                cache: false,
+            };
+            for r in &n.roles {
+                match r.as_str() {
+                    "validator" => roles.validator = true,
+                    "storage" => roles.storage = true,
+                    "gateway" => roles.gateway = true,
+                    "cache" => roles.cache = true,
+                    other => {
+                        return Err((
+                            "nodes.roles",
+                            format!("unknown role {other:?}; use validator, storage, gateway or cache"),
+                        ))
+                    }
+                }
+            }
+            accounts.push((id, n.name.clone()));
+            nodes.push((
+                id,
+                NodeRecordInit {
+                    operator: id,
+                    zone: n.zone.clone(),
+                    roles,
+                    addresses: vec![n.p2p_address.to_string(), n.admin_address.to_string()],
+                    capacity_bytes: n.capacity_bytes,
+                    stake: n.stake,
+                },
+            ));
+        }
+        let genesis = Genesis {
+            chain_id: self.chain_id.clone(),
+            accounts,
+            nodes,
+        };
+        cairn_ledger::State::genesis(&genesis).map_err(|e| ("nodes", e.to_string()))?;
+        if self.committee().is_empty() {
+            return Err(("nodes.roles", "no node has the validator role".into()));
+        }
+        Ok(genesis)
+    }
+}

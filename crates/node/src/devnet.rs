@@ -1,0 +1,116 @@
+//! `cairn devnet`: writes a local network layout (genesis, node configs, keys) once, then runs
+//! every node of it in this one process. Rerunning on the same directory resumes the chain.
+//!
+//! Keys are derived from the node index (`ed25519::PrivateKey::from_seed`): fine for a local
+//! devnet, never for a real deployment (use `cairn keygen`).
+
+use crate::config::{
+    hex, private_key_hex, GenesisAccount, GenesisFile, GenesisNode, NodeFile, Tuning,
+};
+use commonware_cryptography::{ed25519, Signer};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::Path,
+};
+
+/// Shape of a devnet.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Number of zones (nodes are spread round-robin).
+    pub zones: usize,
+    /// Committee size (the first `validators` nodes, interleaved across zones).
+    pub validators: usize,
+    /// First p2p port; admin ports start at `base_port + 1000`.
+    pub base_port: u16,
+    /// Chain id.
+    pub chain_id: String,
+}
+
+/// Seed for the devnet admin account key (devnet only).
+const ADMIN_SEED: u64 = 1_000_000;
+
+/// The devnet admin account key.
+pub fn admin_key() -> ed25519::PrivateKey {
+    ed25519::PrivateKey::from_seed(ADMIN_SEED)
+}
+
+/// Writes `genesis.toml`, `admin.key` and `nodes/nNN/node.toml` unless `dir` already has them.
+/// Returns true if a new layout was written.
+pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
+    if dir.join("genesis.toml").exists() {
+        return Ok(false);
+    }
+    if layout.nodes == 0 || layout.zones == 0 || layout.validators == 0 {
+        return Err("--nodes, --zones and --validators must be at least 1".into());
+    }
+    if layout.validators > layout.nodes {
+        return Err(format!(
+            "--validators ({}) cannot exceed --nodes ({})",
+            layout.validators, layout.nodes
+        ));
+    }
+    if usize::from(layout.base_port) + 1000 + layout.nodes > usize::from(u16::MAX) {
+        return Err("--base-port too high for this many nodes".into());
+    }
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut nodes = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..layout.nodes {
+        let key = ed25519::PrivateKey::from_seed(i as u64);
+        let name = format!("n{i:02}");
+        let zone = format!("z{}", i % layout.zones + 1);
+        let mut roles = vec!["storage".to_string(), "gateway".to_string()];
+        if i < layout.validators {
+            roles.insert(0, "validator".to_string());
+        } else {
+            roles.push("cache".to_string());
+        }
+        let p2p = SocketAddr::new(ip, layout.base_port + i as u16);
+        let admin = SocketAddr::new(ip, layout.base_port + 1000 + i as u16);
+        nodes.push(GenesisNode {
+            public_key: hex(key.public_key().as_ref()),
+            name: name.clone(),
+            zone,
+            roles,
+            p2p_address: p2p,
+            admin_address: admin,
+            capacity_bytes: 1 << 40,
+            stake: 1_000,
+        });
+        files.push((
+            name,
+            NodeFile {
+                genesis: "../../genesis.toml".into(),
+                private_key: private_key_hex(&key),
+                data_dir: "data".into(),
+                p2p_listen: p2p,
+                admin_listen: admin,
+                tuning: Tuning::default(),
+            },
+        ));
+    }
+    let genesis = GenesisFile {
+        chain_id: layout.chain_id.clone(),
+        accounts: vec![GenesisAccount {
+            public_key: hex(admin_key().public_key().as_ref()),
+            name: "admin".into(),
+        }],
+        nodes,
+    };
+    let io = |p: &Path, e: std::io::Error| format!("cannot write {}: {e}", p.display());
+    for (name, file) in &files {
+        let node_dir = dir.join("nodes").join(name);
+        std::fs::create_dir_all(&node_dir).map_err(|e| io(&node_dir, e))?;
+        let path = node_dir.join("node.toml");
+        let text = toml::to_string(file).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    let path = dir.join("admin.key");
+    std::fs::write(&path, private_key_hex(&admin_key()) + "\n").map_err(|e| io(&path, e))?;
+    let path = dir.join("genesis.toml");
+    let text = toml::to_string(&genesis).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    Ok(true)
+}

@@ -1,0 +1,314 @@
+//! `cairn`: the Cairn node binary.
+//!
+//! Subcommands: `devnet` (a whole local network in one process), `node` (one node per
+//! process, from `node.toml`), `status` (readable table from the admin API), `tx` (build, sign
+//! and submit transactions), `keygen`, and `bench chain` (throughput and finality latency).
+//! See `docs/CONFIG.md` for the config files.
+
+mod admin;
+mod bench;
+mod client;
+mod config;
+mod devnet;
+mod net;
+mod run;
+
+use cairn_chain::mempool::SigCache;
+use cairn_ledger::{Tx, TxKind};
+use clap::{Parser, Subcommand};
+use commonware_runtime::{tokio as cw_tokio, Runner as _};
+use config::{account_key, hex, node_id, private_key, NodeConfig};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Cairn: decentralized object storage and DNS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole local network in this process (creates the layout on first run).
+    Devnet {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 12)]
+        nodes: usize,
+        /// Number of zones.
+        #[arg(long, default_value_t = 3)]
+        zones: usize,
+        /// Committee size.
+        #[arg(long, default_value_t = 11)]
+        validators: usize,
+        /// Directory holding the layout and all node data.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// First p2p port (admin ports start 1000 higher).
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+    },
+    /// Run one node from its config file.
+    Node {
+        /// Path to node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the network's status as a table.
+    Status {
+        /// Admin endpoint of any node.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        endpoint: String,
+    },
+    /// Build, sign and submit a transaction.
+    Tx {
+        /// Admin endpoint of any node.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        endpoint: String,
+        /// File holding the signer's hex private key.
+        #[arg(long, default_value = "devnet/admin.key")]
+        key: PathBuf,
+        /// Wait until the transaction is finalized and print its receipt.
+        #[arg(long)]
+        wait: bool,
+        #[command(subcommand)]
+        kind: TxCommand,
+    },
+    /// Print a fresh random private key (hex) and its public key.
+    Keygen,
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TxCommand {
+    /// Register the signer's key as an account.
+    RegisterAccount {
+        /// Account name ([a-z0-9-], 1..=64).
+        name: String,
+    },
+    /// Set a versioned configuration entry (compare-and-set on the version).
+    ConfigSet {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Version the entry must currently have (0 = absent); default: current.
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Finalized tx/s and submit-to-finality latency on an in-process devnet.
+    Chain(bench::ChainArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devnet {
+            nodes,
+            zones,
+            validators,
+            dir,
+            base_port,
+        } => run_devnet(
+            devnet::Layout {
+                nodes,
+                zones,
+                validators,
+                base_port,
+                chain_id: "cairn-devnet".into(),
+            },
+            dir,
+        ),
+        Command::Node { config } => run_single(config),
+        Command::Status { endpoint } => status(&endpoint),
+        Command::Tx {
+            endpoint,
+            key,
+            wait,
+            kind,
+        } => submit_tx(&endpoint, &key, wait, kind),
+        Command::Keygen => keygen(),
+        Command::Bench {
+            which: BenchCommand::Chain(args),
+        } => bench::chain(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(storage: PathBuf) -> cw_tokio::Runner {
+    let cfg = cw_tokio::Config::new()
+        .with_storage_directory(storage)
+        .with_tcp_nodelay(Some(true));
+    cw_tokio::Runner::new(cfg)
+}
+
+fn run_devnet(layout: devnet::Layout, dir: PathBuf) -> Result<(), String> {
+    let created = devnet::ensure_layout(&dir, &layout)?;
+    let configs = run::devnet_configs(&dir)?;
+    let count = configs.len();
+    println!(
+        "{} devnet at {} ({} nodes)",
+        if created { "created" } else { "resuming" },
+        dir.display(),
+        count
+    );
+    let storage = dir.join("storage");
+    runtime(storage).start(|context| async move {
+        let sig_cache = Arc::new(SigCache::new(run::SIG_CACHE_CAPACITY));
+        let mut running = Vec::new();
+        for cfg in &configs {
+            let name = cfg.file.data_dir.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            match run::start_node(&context, cfg, &name, sig_cache.clone()).await {
+                Ok(r) => running.push(r),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        println!("{:<5} {:<5} {:<22} {:<22} {}", "node", "zone", "p2p", "admin API", "roles");
+        for (r, cfg) in running.iter().zip(configs.iter()) {
+            let entry = cfg.genesis.nodes.iter().find(|n| n.name == r.name);
+            let (zone, roles) = entry.map(|n| (n.zone.clone(), n.roles.join(","))).unwrap_or_default();
+            println!("{:<5} {:<5} {:<22} {:<22} {}", r.name, zone, r.p2p.to_string(), format!("http://{}", r.admin), roles);
+        }
+        println!("status:  cairn status --endpoint {}", running[0].admin);
+        println!("tx:      cairn tx --endpoint {} --key {} config-set hello world", running[0].admin, dir.join("admin.key").display());
+        println!("metrics: http://{}/metrics   (Ctrl-C stops the devnet; rerun resumes it)", running[0].admin);
+        let _ = tokio::signal::ctrl_c().await;
+        println!("stopping {count} nodes ...");
+        for r in &running {
+            r.node.abort();
+        }
+        let height = running[0].node.shared.finalized_height();
+        println!("stopped at finalized height {height}");
+        Ok(())
+    })
+}
+
+fn run_single(path: PathBuf) -> Result<(), String> {
+    let cfg = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+    let storage = cfg.file.data_dir.join("journal");
+    runtime(storage).start(|context| async move {
+        let sig_cache = Arc::new(SigCache::new(run::SIG_CACHE_CAPACITY));
+        let r = run::start_node(&context, &cfg, "node", sig_cache)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("node {} p2p {} admin http://{}", r.name, r.p2p, r.admin);
+        let _ = tokio::signal::ctrl_c().await;
+        r.node.abort();
+        println!("stopped at finalized height {}", r.node.shared.finalized_height());
+        Ok(())
+    })
+}
+
+fn status(endpoint: &str) -> Result<(), String> {
+    let status = client::get_json(endpoint, "/status")?;
+    let nodes = client::get_json(endpoint, "/nodes")?;
+    println!("chain      {}", status["chain_id"].as_str().unwrap_or("?"));
+    println!("height     {}", status["height"]);
+    println!("state root {}", status["state_root"].as_str().unwrap_or("?"));
+    println!("mempool    {} txs", status["mempool_txs"]);
+    let committee = status["committee"].as_array().cloned().unwrap_or_default();
+    println!("committee  {} validators", committee.len());
+    if let Some(zones) = status["nodes_per_zone"].as_object() {
+        let parts: Vec<String> = zones.iter().map(|(z, n)| format!("{z}={n}")).collect();
+        println!("zones      {}", parts.join(" "));
+    }
+    println!("healthy    {}/{}", status["nodes_healthy"], status["nodes_total"]);
+    println!();
+    println!("{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {}", "node", "zone", "committee", "admin", "height", "health", "roles");
+    for n in nodes["nodes"].as_array().cloned().unwrap_or_default() {
+        let id = n["node_id"].as_str().unwrap_or("");
+        let admin_addr = n["addresses"].get(1).and_then(|a| a.as_str()).unwrap_or("");
+        let height = client::get_json(admin_addr, "/status")
+            .map(|s| s["height"].to_string())
+            .unwrap_or_else(|_| "down".into());
+        let roles: Vec<&str> = ["validator", "storage", "gateway", "cache"]
+            .into_iter()
+            .filter(|r| n["roles"][*r].as_bool() == Some(true))
+            .collect();
+        let in_committee = committee.iter().any(|c| c.as_str() == Some(id));
+        println!(
+            "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {}",
+            &id[..id.len().min(16)],
+            n["zone"].as_str().unwrap_or("?"),
+            if in_committee { "yes" } else { "no" },
+            admin_addr,
+            height,
+            if n["healthy"].as_bool() == Some(true) { "ok" } else { "STALE" },
+            roles.join(",")
+        );
+    }
+    Ok(())
+}
+
+fn submit_tx(endpoint: &str, key_path: &PathBuf, wait: bool, kind: TxCommand) -> Result<(), String> {
+    let text = std::fs::read_to_string(key_path)
+        .map_err(|e| format!("cannot read key file {}: {e}", key_path.display()))?;
+    let key = private_key(&text).ok_or_else(|| format!("{} does not hold a 64-hex-character key", key_path.display()))?;
+    let signer = node_id(&key);
+    let account = client::get_json(endpoint, &format!("/accounts/{}", hex(&signer)))?;
+    let nonce = account["nonce_max"].as_u64().unwrap_or(0) + 1;
+    let kind = match kind {
+        TxCommand::RegisterAccount { name } => TxKind::RegisterAccount { name },
+        TxCommand::ConfigSet { key, value, expected_version } => {
+            let expected_version = match expected_version {
+                Some(v) => v,
+                None => client::get_json(endpoint, &format!("/config/{key}"))?["version"].as_u64().unwrap_or(0),
+            };
+            TxKind::ConfigSet { key, value, expected_version }
+        }
+    };
+    let tx = Tx { signer, nonce, kind }.sign(&account_key(&key));
+    let (code, body) = client::request(endpoint, "POST", "/tx", &tx.encode())?;
+    let body = String::from_utf8_lossy(&body).to_string();
+    if code >= 400 {
+        return Err(format!("HTTP {code}: {}", body.trim()));
+    }
+    let hash = hex(&tx.hash());
+    println!("submitted {hash}");
+    if wait {
+        for _ in 0..300 {
+            let status = client::get_json(endpoint, &format!("/tx/{hash}"))?;
+            if status["status"] == "finalized" {
+                println!("finalized at height {}: {}", status["height"], status["result"].as_str().unwrap_or("?"));
+                return if status["result"] == "ok" { Ok(()) } else { Err("transaction rejected by the ledger".into()) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Err("not finalized within 30 s".into());
+    }
+    Ok(())
+}
+
+fn keygen() -> Result<(), String> {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let key = private_key(&hex(&seed)).ok_or("generated key rejected")?;
+    println!("private_key = \"{}\"", hex(&seed));
+    println!("public_key  = \"{}\"", hex(&node_id(&key)));
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Running nodes: one per process (`cairn node`) or many in one process (`cairn devnet`).
+
+use crate::{
+    admin::{self, Admin},
+    config::{account_key, hex, node_id, GenesisFile, NodeConfig},
+    net,
+};
+use cairn_chain::{
+    engine::{self, Config as ChainConfig},
+    mempool::SigCache,
+    store::RedbStore,
+    Node, Shared,
+};
+use cairn_ledger::{Tx, TxKind};
+use commonware_cryptography::{ed25519, Signer};
+use commonware_runtime::{tokio::Context, Clock, Metrics, Supervisor};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+/// Signature-cache capacity per process.
+pub const SIG_CACHE_CAPACITY: usize = 500_000;
+/// Default interval between a node's heartbeat transactions.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+
+/// Errors starting a node process.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listen address is already in use.
+    #[error("{what} address {addr} is already in use: {source}; stop the other process or change the port")]
+    PortTaken {
+        /// Which listener.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The node's files could not be prepared.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The chain failed to start.
+    #[error(transparent)]
+    Start(#[from] engine::StartError),
+    /// The node's key is not listed in genesis.
+    #[error("node key {0} is not in genesis; add it under [[nodes]] in genesis.toml")]
+    NotInGenesis(String),
+}
+
+/// Fails with a clear error if `addr` cannot be bound right now.
+pub fn check_port(what: &'static str, addr: SocketAddr) -> Result<(), RunError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| RunError::PortTaken { what, addr, source })
+}
+
+/// A started node with its admin API.
+pub struct Running {
+    /// Node name from genesis.
+    pub name: String,
+    /// Admin API address.
+    pub admin: SocketAddr,
+    /// p2p address.
+    pub p2p: SocketAddr,
+    /// The chain node.
+    pub node: Node,
+}
+
+/// Starts one node (p2p, chain, admin API, heartbeats) inside a commonware tokio runtime.
+pub async fn start_node(
+    context: &Context,
+    cfg: &NodeConfig,
+    partition_prefix: &str,
+    sig_cache: Arc<SigCache>,
+) -> Result<Running, RunError> {
+    let genesis = &cfg.genesis;
+    let id = node_id(&cfg.key);
+    let entry = genesis
+        .nodes
+        .iter()
+        .find(|n| crate::config::hex32(&n.public_key) == Some(id))
+        .ok_or_else(|| RunError::NotInGenesis(hex(&id)))?;
+    check_port("p2p", cfg.file.p2p_listen)?;
+    let listener = admin::bind(cfg.file.admin_listen)
+        .await
+        .map_err(|source| RunError::PortTaken {
+            what: "admin",
+            addr: cfg.file.admin_listen,
+            source,
+        })?;
+    std::fs::create_dir_all(&cfg.file.data_dir).map_err(|source| RunError::Io {
+        path: cfg.file.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = RedbStore::open(&cfg.file.data_dir.join("state.redb"))
+        .map_err(engine::StartError::Store)?;
+    let ctx = context
+        .child("node")
+        .with_attribute("name", entry.name.clone());
+    let (channels, oracle, _net) = net::start(&ctx, &cfg.key, cfg.file.p2p_listen, genesis);
+    let committee = genesis.committee();
+    let mut chain_cfg = ChainConfig::new(&genesis.chain_id, committee.clone(), partition_prefix.to_string());
+    let tuning = &cfg.file.tuning;
+    if let Some(v) = tuning.empty_block_interval_ms {
+        chain_cfg.empty_block_interval_ms = v;
+    }
+    if let Some(v) = tuning.leader_timeout_ms {
+        chain_cfg.leader_timeout_ms = v;
+    }
+    if let Some(v) = tuning.mempool_max_txs {
+        chain_cfg.mempool_max_txs = v.max(1);
+    }
+    let ledger_genesis = genesis
+        .to_ledger()
+        .expect("genesis validated when the config was loaded");
+    let node = engine::start(
+        ctx.clone(),
+        chain_cfg,
+        cfg.key.clone(),
+        &ledger_genesis,
+        Box::new(store),
+        sig_cache,
+        channels,
+        oracle.clone(),
+        oracle,
+    )
+    .await?;
+    let metrics_ctx = ctx.clone();
+    let admin = Arc::new(Admin {
+        name: entry.name.clone(),
+        chain_id: genesis.chain_id.clone(),
+        node_id: hex(&id),
+        committee: committee.iter().map(|k| k.to_string()).collect(),
+        shared: node.shared.clone(),
+        blocks: node.blocks.clone(),
+        metrics: Box::new(move || metrics_ctx.encode()),
+    });
+    tokio::spawn(admin::serve(listener, admin));
+    let interval_ms = tuning
+        .heartbeat_interval_ms
+        .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
+    if interval_ms > 0 {
+        tokio::spawn(heartbeats(
+            ctx.clone(),
+            node.shared.clone(),
+            cfg.key.clone(),
+            Duration::from_millis(interval_ms),
+        ));
+    }
+    Ok(Running {
+        name: entry.name.clone(),
+        admin: cfg.file.admin_listen,
+        p2p: cfg.file.p2p_listen,
+        node,
+    })
+}
+
+/// Periodically submits a heartbeat for this node (one outstanding at a time).
+async fn heartbeats(context: Context, shared: Arc<Shared>, key: ed25519::PrivateKey, interval: Duration) {
+    let id = node_id(&key);
+    let signing = account_key(&key);
+    let mut outstanding: Option<[u8; 32]> = None;
+    loop {
+        context.sleep(interval).await;
+        if let Some(hash) = outstanding {
+            if shared.tx_status(&hash) == cairn_chain::TxStatus::Pending {
+                continue;
+            }
+        }
+        let Some((nonce, seq)) = shared.with_state(|s| {
+            let account = s.account(&id)?;
+            let node = s.node(&id)?;
+            Some((account.nonce_max + 1, node.last_heartbeat_seq + 1))
+        }) else {
+            continue;
+        };
+        let tx = Tx {
+            signer: id,
+            nonce,
+            kind: TxKind::Heartbeat { node: id, seq },
+        }
+        .sign(&signing);
+        outstanding = shared.submit(tx.encode().into()).ok();
+    }
+}
+
+/// Public key of a node key as hex.
+pub fn public_hex(key: &ed25519::PrivateKey) -> String {
+    hex(&node_id(key))
+}
+
+/// Loads every node config under a devnet directory, in name order.
+pub fn devnet_configs(dir: &Path) -> Result<Vec<NodeConfig>, String> {
+    let nodes_dir = dir.join("nodes");
+    let mut entries: Vec<_> = std::fs::read_dir(&nodes_dir)
+        .map_err(|e| format!("cannot read {}: {e}", nodes_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("node.toml"))
+        .filter(|p| p.exists())
+        .collect();
+    entries.sort();
+    entries
+        .iter()
+        .map(|p| NodeConfig::load(p).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Keeps `GenesisFile` in scope for callers building layouts.
+pub type Genesis = GenesisFile;
