@@ -58,7 +58,7 @@ const EPOCH_LENGTH: NonZeroU64 = NZU64!(u64::MAX / 2);
 /// Most transactions one gossip message carries.
 pub const MAX_GOSSIP_TXS: usize = 512;
 /// Rate quota per peer for every channel (messages per second).
-pub const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(100_000));
+pub const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(1_024));
 
 /// Largest p2p message a node must accept (a full block plus framing).
 pub fn max_message_size() -> u32 {
@@ -102,6 +102,39 @@ impl Config {
             certification_timeout_ms: 3_000,
             gossip_interval_ms: 5,
         }
+    }
+}
+
+/// Consensus timeouts, derived so simplex's ordering invariants always hold
+/// (leader < certification < skip, retry < skip) whatever the configured values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Leader timeout.
+    pub leader_ms: u64,
+    /// Certification timeout.
+    pub certification_ms: u64,
+    /// Re-broadcast interval while stuck.
+    pub retry_ms: u64,
+    /// Timeout after which an unresponsive leader's views are skipped.
+    pub skip_ms: u64,
+}
+
+impl Timeouts {
+    /// Derives valid timeouts from the configured leader/certification values.
+    pub fn derive(leader_ms: u64, certification_ms: u64) -> Self {
+        let leader_ms = leader_ms.clamp(50, 60_000);
+        let certification_ms = certification_ms.max(leader_ms + 1);
+        let retry_ms = certification_ms;
+        let skip_ms = certification_ms * 2 + 1;
+        let t = Self {
+            leader_ms,
+            certification_ms,
+            retry_ms,
+            skip_ms,
+        };
+        assert!(t.leader_ms < t.certification_ms && t.certification_ms < t.skip_ms);
+        assert!(t.retry_ms < t.skip_ms && t.retry_ms > 0);
+        t
     }
 }
 
@@ -310,6 +343,7 @@ where
     );
 
     // Consensus.
+    let timeouts = Timeouts::derive(cfg.leader_timeout_ms, cfg.certification_timeout_ms);
     let application = Application::new(shared.clone(), cfg.empty_block_interval_ms);
     let inline = Inline::new(
         context.child("inline"),
@@ -331,14 +365,14 @@ where
             mailbox_size: NZUsize!(1024),
             epoch: Epoch::zero(),
             floor: simplex::config::Floor::Genesis(genesis_block.digest()),
-            leader_timeout: Duration::from_millis(cfg.leader_timeout_ms),
-            certification_timeout: Duration::from_millis(cfg.certification_timeout_ms),
-            timeout_retry: Duration::from_secs(10),
+            leader_timeout: Duration::from_millis(timeouts.leader_ms),
+            certification_timeout: Duration::from_millis(timeouts.certification_ms),
+            timeout_retry: Duration::from_millis(timeouts.retry_ms),
             fetch_timeout: NZDuration!(Duration::from_secs(1)),
             fetch_retry_delay: Duration::from_millis(100),
             view_retention: ViewDelta::new(64),
             skip: SkipPolicy::Enabled {
-                timeout: Duration::from_millis(cfg.leader_timeout_ms * 3),
+                timeout: Duration::from_millis(timeouts.skip_ms),
                 budget: SkipBudget::Participants,
             },
             replay_buffer: NZUsize!(1024 * 1024),

@@ -1,6 +1,7 @@
 //! Admin HTTP API (JSON) served by every node.
 //!
-//! Endpoints: `GET /status`, `GET /nodes`, `GET /blocks/{height}`, `POST /tx` (body: the raw
+//! Endpoints: `GET /status`, `GET /nodes`, `GET /blocks/{height}`, `GET /accounts/{hex}`,
+//! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
 //! (Prometheus text). Connections are bounded by `MAX_CONNECTIONS`; sockets use TCP_NODELAY.
 
@@ -105,6 +106,27 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                     "NoSuchBlock",
                     format!("no finalized block at height {height} on this node"),
                 ),
+            }
+        }
+        (&Method::GET, ["accounts", id]) => {
+            let Some(id) = hex32(id) else {
+                return error(StatusCode::BAD_REQUEST, "BadAccount", "expected 64 hex characters");
+            };
+            match admin.shared.with_state(|s| s.account(&id).cloned()) {
+                Some(a) => json_response(
+                    StatusCode::OK,
+                    json!({"name": a.name, "nonce_max": a.nonce_max}),
+                ),
+                None => json_response(StatusCode::OK, json!({"name": null, "nonce_max": 0})),
+            }
+        }
+        (&Method::GET, ["config", key]) => {
+            match admin.shared.with_state(|s| s.config(key).cloned()) {
+                Some(c) => json_response(
+                    StatusCode::OK,
+                    json!({"key": key, "value": c.value, "version": c.version, "set_height": c.set_height}),
+                ),
+                None => json_response(StatusCode::OK, json!({"key": key, "value": null, "version": 0})),
             }
         }
         (&Method::GET, ["tx", hash]) => {

@@ -168,7 +168,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses a hex private key.
 pub fn private_key(s: &str) -> Option<ed25519::PrivateKey> {
-    ed25519::PrivateKey::decode(hex32(s)?.as_slice()).ok()
+    ed25519::PrivateKey::decode(bytes::Bytes::copy_from_slice(&hex32(s)?)).ok()
 }
 
 /// Hex of a private key (for writing config files).
@@ -230,7 +230,7 @@ impl GenesisFile {
             .iter()
             .filter(|n| n.roles.iter().any(|r| r == "validator"))
             .filter_map(|n| hex32(&n.public_key))
-            .filter_map(|b| ed25519::PublicKey::decode(b.as_slice()).ok())
+            .filter_map(|b| ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&b)).ok())
             .collect()
     }
 
@@ -244,7 +244,7 @@ impl GenesisFile {
         let mut nodes = Vec::new();
         for n in &self.nodes {
             let id = hex32(&n.public_key).ok_or(("nodes.public_key", "expected 64 hex characters".to_string()))?;
-            ed25519::PublicKey::decode(id.as_slice())
+            ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&id))
                 .map_err(|_| ("nodes.public_key", format!("{} is not an ed25519 point", n.public_key)))?;
             let mut roles = Roles {
                 validator: false,

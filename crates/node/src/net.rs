@@ -59,7 +59,7 @@ pub fn start(
         .nodes
         .iter()
         .filter_map(|n| {
-            let key = ed25519::PublicKey::decode(hex32(&n.public_key)?.as_slice()).ok()?;
+            let key = ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&hex32(&n.public_key)?)).ok()?;
             Some((key, Address::Symmetric(n.p2p_address)))
         })
         .collect();

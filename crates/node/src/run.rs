@@ -2,7 +2,7 @@
 
 use crate::{
     admin::{self, Admin},
-    config::{account_key, hex, node_id, GenesisFile, NodeConfig},
+    config::{account_key, hex, node_id, NodeConfig},
     net,
 };
 use cairn_chain::{
@@ -12,7 +12,7 @@ use cairn_chain::{
     Node, Shared,
 };
 use cairn_ledger::{Tx, TxKind};
-use commonware_cryptography::{ed25519, Signer};
+use commonware_cryptography::ed25519;
 use commonware_runtime::{tokio::Context, Clock, Metrics, Supervisor};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
@@ -117,7 +117,7 @@ pub async fn start_node(
         .to_ledger()
         .expect("genesis validated when the config was loaded");
     let node = engine::start(
-        ctx.clone(),
+        ctx.child("chain"),
         chain_cfg,
         cfg.key.clone(),
         &ledger_genesis,
@@ -128,7 +128,7 @@ pub async fn start_node(
         oracle,
     )
     .await?;
-    let metrics_ctx = ctx.clone();
+    let metrics_ctx = ctx.child("admin");
     let admin = Arc::new(Admin {
         name: entry.name.clone(),
         chain_id: genesis.chain_id.clone(),
@@ -144,7 +144,7 @@ pub async fn start_node(
         .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
     if interval_ms > 0 {
         tokio::spawn(heartbeats(
-            ctx.clone(),
+            ctx.child("heartbeat"),
             node.shared.clone(),
             cfg.key.clone(),
             Duration::from_millis(interval_ms),
@@ -187,11 +187,6 @@ async fn heartbeats(context: Context, shared: Arc<Shared>, key: ed25519::Private
     }
 }
 
-/// Public key of a node key as hex.
-pub fn public_hex(key: &ed25519::PrivateKey) -> String {
-    hex(&node_id(key))
-}
-
 /// Loads every node config under a devnet directory, in name order.
 pub fn devnet_configs(dir: &Path) -> Result<Vec<NodeConfig>, String> {
     let nodes_dir = dir.join("nodes");
@@ -208,5 +203,3 @@ pub fn devnet_configs(dir: &Path) -> Result<Vec<NodeConfig>, String> {
         .collect()
 }
 
-/// Keeps `GenesisFile` in scope for callers building layouts.
-pub type Genesis = GenesisFile;
