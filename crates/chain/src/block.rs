@@ -177,9 +177,9 @@ mod tests {
         assert!(Block::decode(block.encode()).is_err());
         let ok = Block::new(Block::genesis("t").digest(), 1, 0, vec![Bytes::from_static(b"x")]);
         let bytes = ok.encode();
-        assert!(Block::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Block::decode(bytes.slice(..bytes.len() - 1)).is_err());
         let mut trailing = bytes.to_vec();
         trailing.push(0);
-        assert!(Block::decode(trailing.as_slice()).is_err());
+        assert!(Block::decode(Bytes::from(trailing)).is_err());
     }
 }

@@ -88,7 +88,11 @@ pub struct Shared {
     finalized_tx: watch::Sender<Finalized>,
     blocks_tx: broadcast::Sender<Arc<FinalizedBlock>>,
     tx_index: Mutex<(HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>)>,
+    roots: Mutex<VecDeque<(u64, Hash)>>,
 }
+
+/// How many recent (height, state root) pairs a node remembers for audits and tests.
+pub const RECENT_ROOTS: usize = 4096;
 
 impl Shared {
     /// Loads durable state (or genesis) and builds the shared node state.
@@ -129,7 +133,17 @@ impl Shared {
             finalized_tx,
             blocks_tx,
             tx_index: Mutex::new((HashMap::new(), VecDeque::new())),
+            roots: Mutex::new(VecDeque::new()),
         }))
+    }
+
+    /// State root after applying `height`, if it is among the recent heights this node applied.
+    pub fn root_at(&self, height: u64) -> Option<Hash> {
+        self.roots
+            .lock()
+            .iter()
+            .find(|(h, _)| *h == height)
+            .map(|(_, r)| *r)
     }
 
     /// Latest finalized (and applied) height.
@@ -263,6 +277,13 @@ impl Shared {
             tx_hashes,
             receipts: outcome.receipts,
         });
+        {
+            let mut roots = self.roots.lock();
+            roots.push_back((block.height, outcome.state_root));
+            if roots.len() > RECENT_ROOTS {
+                roots.pop_front();
+            }
+        }
         self.finalized_tx.send_replace(summary);
         let _ = self.blocks_tx.send(finalized.clone());
         Ok(finalized)
