@@ -100,7 +100,13 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 return error(StatusCode::BAD_REQUEST, "BadHeight", "height must be an unsigned integer");
             };
             match admin.blocks.get(height).await {
-                Some(block) => json_response(StatusCode::OK, block_json(&block)),
+                Some(block) => {
+                    let mut body = block_json(&block);
+                    if let Some(root) = admin.shared.root_at(height) {
+                        body["state_root"] = json!(hex(&root));
+                    }
+                    json_response(StatusCode::OK, body)
+                }
                 None => error(
                     StatusCode::NOT_FOUND,
                     "NoSuchBlock",

@@ -47,6 +47,24 @@ enum Command {
         #[arg(long, default_value_t = 7100)]
         base_port: u16,
     },
+    /// Write a network layout (genesis, keys, node configs) without running it.
+    Init {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Number of zones.
+        #[arg(long, default_value_t = 3)]
+        zones: usize,
+        /// Committee size.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Directory to write.
+        #[arg(long)]
+        dir: PathBuf,
+        /// First p2p port (admin ports start 1000 higher).
+        #[arg(long, default_value_t = 7200)]
+        base_port: u16,
+    },
     /// Run one node from its config file.
     Node {
         /// Path to node.toml.
@@ -136,6 +154,30 @@ fn main() -> ExitCode {
             },
             dir,
         ),
+        Command::Init {
+            nodes,
+            zones,
+            validators,
+            dir,
+            base_port,
+        } => devnet::ensure_layout(
+            &dir,
+            &devnet::Layout {
+                nodes,
+                zones,
+                validators,
+                base_port,
+                chain_id: "cairn-local".into(),
+            },
+        )
+        .and_then(|created| {
+            if created {
+                println!("wrote {}", dir.display());
+                Ok(())
+            } else {
+                Err(format!("{} already holds a layout", dir.display()))
+            }
+        }),
         Command::Node { config } => run_single(config),
         Command::Status { endpoint } => status(&endpoint),
         Command::Tx {
