@@ -9,7 +9,7 @@
 //!   rejected receipt: that keeps verification independent of unfinalized state.
 
 use crate::{
-    block::{Block, MAX_BLOCK_TX_BYTES, MAX_BLOCK_TXS},
+    block::{Block, MAX_BLOCK_TXS, MAX_BLOCK_TX_BYTES},
     shared::Shared,
     Scheme,
 };

@@ -175,7 +175,12 @@ mod tests {
         let huge = Bytes::from(vec![0u8; cairn_ledger::MAX_TX_SIZE_BYTES + 1]);
         let block = Block::new(Block::genesis("t").digest(), 1, 0, vec![huge]);
         assert!(Block::decode(block.encode()).is_err());
-        let ok = Block::new(Block::genesis("t").digest(), 1, 0, vec![Bytes::from_static(b"x")]);
+        let ok = Block::new(
+            Block::genesis("t").digest(),
+            1,
+            0,
+            vec![Bytes::from_static(b"x")],
+        );
         let bytes = ok.encode();
         assert!(Block::decode(bytes.slice(..bytes.len() - 1)).is_err());
         let mut trailing = bytes.to_vec();

@@ -43,9 +43,7 @@ use commonware_runtime::{
     buffer::paged::CacheRef, Clock, Handle, Metrics, Quota, Spawner, Storage,
 };
 use commonware_storage::archive::immutable;
-use commonware_utils::{
-    ordered::Set, Acknowledgement, NZDuration, NZUsize, NZU16, NZU32, NZU64,
-};
+use commonware_utils::{ordered::Set, Acknowledgement, NZDuration, NZUsize, NZU16, NZU32, NZU64};
 use futures::{channel::mpsc, StreamExt};
 use rand_core::CryptoRng;
 use std::{num::NonZeroU64, sync::Arc, time::Duration};
@@ -90,7 +88,11 @@ pub struct Config {
 
 impl Config {
     /// Defaults for a node of `committee` on a loopback network.
-    pub fn new(chain_id: &str, committee: Vec<ed25519::PublicKey>, partition_prefix: String) -> Self {
+    pub fn new(
+        chain_id: &str,
+        committee: Vec<ed25519::PublicKey>,
+        partition_prefix: String,
+    ) -> Self {
         Self {
             chain_id: chain_id.to_string(),
             committee,
@@ -213,7 +215,11 @@ impl Reporter for Finalizer {
         match activity {
             // Bounded by marshal's `max_pending_acks`: it sends no more until we acknowledge.
             Update::Block(block, ack) => {
-                if self.sender.unbounded_send((block.inner_shared(), ack)).is_err() {
+                if self
+                    .sender
+                    .unbounded_send((block.inner_shared(), ack))
+                    .is_err()
+                {
                     return Feedback::Closed;
                 }
             }
@@ -278,7 +284,8 @@ where
         priority_requests: false,
         priority_responses: false,
     };
-    let resolver = marshal_resolver::init(context.child("resolver"), resolver_cfg, channels.backfill);
+    let resolver =
+        marshal_resolver::init(context.child("resolver"), resolver_cfg, channels.backfill);
 
     // Block broadcast buffer.
     let (broadcast_engine, buffer) = buffered::Engine::new(
@@ -306,9 +313,12 @@ where
     )
     .await
     .map_err(|e| StoreError::Db(format!("finalizations archive: {e}")))?;
-    let blocks = immutable::Archive::init(context.child("blocks"), archive_config(&prefix, "blocks", &page_cache, ()))
-        .await
-        .map_err(|e| StoreError::Db(format!("blocks archive: {e}")))?;
+    let blocks = immutable::Archive::init(
+        context.child("blocks"),
+        archive_config(&prefix, "blocks", &page_cache, ()),
+    )
+    .await
+    .map_err(|e| StoreError::Db(format!("blocks archive: {e}")))?;
 
     let marshal_cfg = marshal::Config {
         provider,
@@ -453,7 +463,9 @@ async fn run_finalizer(
         // Durable state trails marshal (e.g. state store restored from an older copy): replay
         // the missing finalized blocks from marshal's archive before this one.
         for height in applied + 1..block.height {
-            let Some(missing) = marshal.get_block(Identifier::Height(Height::new(height))).await
+            let Some(missing) = marshal
+                .get_block(Identifier::Height(Height::new(height)))
+                .await
             else {
                 error!(height, "finalized block missing from archive; cannot apply");
                 return;

@@ -40,7 +40,10 @@ pub struct Mempool {
 impl Mempool {
     /// Creates an empty pool with the given bounds.
     pub fn new(max_txs: usize, max_bytes: usize) -> Self {
-        assert!(max_txs > 0 && max_bytes > 0, "mempool bounds must be positive");
+        assert!(
+            max_txs > 0 && max_bytes > 0,
+            "mempool bounds must be positive"
+        );
         Self {
             inner: Mutex::new(Inner {
                 by_hash: HashMap::new(),
@@ -197,21 +200,29 @@ mod tests {
     fn bounds_and_fifo() {
         let pool = Mempool::new(2, 100);
         assert_eq!(pool.insert(h(1), Bytes::from_static(b"a"), false), Ok(true));
-        assert_eq!(pool.insert(h(1), Bytes::from_static(b"a"), false), Ok(false));
+        assert_eq!(
+            pool.insert(h(1), Bytes::from_static(b"a"), false),
+            Ok(false)
+        );
         assert_eq!(pool.insert(h(2), Bytes::from_static(b"b"), true), Ok(true));
         assert!(matches!(
             pool.insert(h(3), Bytes::from_static(b"c"), false),
             Err(MempoolError::Full { txs: 2, .. })
         ));
         let exclude = HashSet::from([h(1)]);
-        assert_eq!(pool.select(&exclude, 10, 100), vec![Bytes::from_static(b"b")]);
+        assert_eq!(
+            pool.select(&exclude, 10, 100),
+            vec![Bytes::from_static(b"b")]
+        );
         assert_eq!(pool.select(&HashSet::new(), 1, 100).len(), 1);
         pool.remove([&h(1)]);
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.take_gossip(), vec![Bytes::from_static(b"b")]);
         assert!(pool.take_gossip().is_empty());
         let big = Mempool::new(10, 3);
-        assert!(big.insert(h(1), Bytes::from_static(b"abcd"), false).is_err());
+        assert!(big
+            .insert(h(1), Bytes::from_static(b"abcd"), false)
+            .is_err());
     }
 
     #[test]

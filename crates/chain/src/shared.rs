@@ -78,6 +78,9 @@ pub enum TxStatus {
     Unknown,
 }
 
+/// Receipts of recently finalized transactions, with insertion order for eviction.
+type TxIndex = (HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>);
+
 /// Node-wide shared state.
 pub struct Shared {
     state: RwLock<State>,
@@ -87,7 +90,7 @@ pub struct Shared {
     store: Mutex<Box<dyn StateStore>>,
     finalized_tx: watch::Sender<Finalized>,
     blocks_tx: broadcast::Sender<Arc<FinalizedBlock>>,
-    tx_index: Mutex<(HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>)>,
+    tx_index: Mutex<TxIndex>,
     roots: Mutex<VecDeque<(u64, Hash)>>,
 }
 
@@ -255,7 +258,11 @@ impl Shared {
         {
             let mut index = self.tx_index.lock();
             for (hash, receipt) in tx_hashes.iter().zip(outcome.receipts.iter()) {
-                if index.0.insert(*hash, (block.height, receipt.clone())).is_none() {
+                if index
+                    .0
+                    .insert(*hash, (block.height, receipt.clone()))
+                    .is_none()
+                {
                     index.1.push_back(*hash);
                 }
             }

@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use cairn_chain::{engine, mempool::SigCache, store::MemStore, Node, Shared};
 use cairn_ledger::{Genesis, NodeRecordInit, Roles, Tx, TxKind};
-use commonware_consensus::simplex::mocks::{equivocator, relay::Relay};
 use commonware_consensus::simplex::elector::RoundRobin;
+use commonware_consensus::simplex::mocks::{equivocator, relay::Relay};
 use commonware_consensus::types::Epoch;
 use commonware_cryptography::{ed25519, sha256::Sha256, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
@@ -23,13 +23,19 @@ struct SeedGuard(u64);
 impl Drop for SeedGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("simulation failed with seed {} (rerun with CAIRN_SIM_SEED={})", self.0, self.0);
+            eprintln!(
+                "simulation failed with seed {} (rerun with CAIRN_SIM_SEED={})",
+                self.0, self.0
+            );
         }
     }
 }
 
 fn seed(default: u64) -> u64 {
-    std::env::var("CAIRN_SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("CAIRN_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 fn keys() -> Vec<ed25519::PrivateKey> {
@@ -54,14 +60,23 @@ fn genesis(keys: &[ed25519::PrivateKey]) -> Genesis {
             NodeRecordInit {
                 operator: id,
                 zone: format!("z{}", i % 3 + 1),
-                roles: Roles { validator: true, storage: true, gateway: false, cache: false },
+                roles: Roles {
+                    validator: true,
+                    storage: true,
+                    gateway: false,
+                    cache: false,
+                },
                 addresses: vec![format!("127.0.0.1:{}", 7000 + i)],
                 capacity_bytes: 1 << 40,
                 stake: 1,
             },
         ));
     }
-    Genesis { chain_id: CHAIN.into(), accounts, nodes }
+    Genesis {
+        chain_id: CHAIN.into(),
+        accounts,
+        nodes,
+    }
 }
 
 fn admin_key() -> ed25519_dalek::SigningKey {
@@ -74,7 +89,10 @@ const LINK: Link = Link {
     success_rate: probability!(1.0),
 };
 
-async fn network(context: &deterministic::Context, keys: &[ed25519::PrivateKey]) -> Oracle<ed25519::PublicKey, deterministic::Context> {
+async fn network(
+    context: &deterministic::Context,
+    keys: &[ed25519::PrivateKey],
+) -> Oracle<ed25519::PublicKey, deterministic::Context> {
     let (network, oracle) = Network::new_with_peers(
         context.child("network"),
         simulated::Config {
@@ -90,7 +108,10 @@ async fn network(context: &deterministic::Context, keys: &[ed25519::PrivateKey])
     for a in keys {
         for b in keys {
             if a.public_key() != b.public_key() {
-                oracle.add_link(a.public_key(), b.public_key(), LINK).await.unwrap();
+                oracle
+                    .add_link(a.public_key(), b.public_key(), LINK)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -109,7 +130,12 @@ async fn start_node(
     let control = oracle.control(key.public_key());
     let mut regs = Vec::new();
     for channel in 0..6u64 {
-        regs.push(control.register(channel, engine::CHANNEL_QUOTA).await.unwrap());
+        regs.push(
+            control
+                .register(channel, engine::CHANNEL_QUOTA)
+                .await
+                .unwrap(),
+        );
     }
     let mut regs = regs.into_iter();
     let channels = engine::Channels {
@@ -120,7 +146,11 @@ async fn start_node(
         broadcast: regs.next().unwrap(),
         txs: regs.next().unwrap(),
     };
-    let mut cfg = engine::Config::new(CHAIN, keys.iter().map(|k| k.public_key()).collect(), format!("v{index}"));
+    let mut cfg = engine::Config::new(
+        CHAIN,
+        keys.iter().map(|k| k.public_key()).collect(),
+        format!("v{index}"),
+    );
     cfg.leader_timeout_ms = 1_000;
     cfg.certification_timeout_ms = 1_500;
     cfg.empty_block_interval_ms = 100;
@@ -139,7 +169,12 @@ async fn start_node(
     .expect("node starts")
 }
 
-async fn wait_height(context: &deterministic::Context, nodes: &[&Arc<Shared>], height: u64, limit: Duration) -> bool {
+async fn wait_height(
+    context: &deterministic::Context,
+    nodes: &[&Arc<Shared>],
+    height: u64,
+    limit: Duration,
+) -> bool {
     let start = context.current();
     loop {
         if nodes.iter().all(|s| s.finalized_height() >= height) {
@@ -156,7 +191,10 @@ async fn wait_height(context: &deterministic::Context, nodes: &[&Arc<Shared>], h
 fn assert_agree(nodes: &[&Arc<Shared>]) {
     let min = nodes.iter().map(|s| s.finalized_height()).min().unwrap();
     let roots: Vec<_> = nodes.iter().map(|s| s.root_at(min)).collect();
-    assert!(roots.iter().all(|r| r.is_some() && *r == roots[0]), "state roots differ at height {min}: {roots:?}");
+    assert!(
+        roots.iter().all(|r| r.is_some() && *r == roots[0]),
+        "state roots differ at height {min}: {roots:?}"
+    );
 }
 
 fn config_tx(nonce: u64, key: &str) -> Bytes {
@@ -164,7 +202,11 @@ fn config_tx(nonce: u64, key: &str) -> Bytes {
     Tx {
         signer: admin.verifying_key().to_bytes(),
         nonce,
-        kind: TxKind::ConfigSet { key: key.into(), value: "v".into(), expected_version: 0 },
+        kind: TxKind::ConfigSet {
+            key: key.into(),
+            value: "v".into(),
+            expected_version: 0,
+        },
     }
     .sign(&admin)
     .encode()
@@ -183,16 +225,28 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
         let cache = Arc::new(SigCache::new(100_000));
         let mut nodes = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            nodes.push(start_node(&context, &oracle, k, i, MemStore::default(), cache.clone()).await);
+            nodes.push(
+                start_node(&context, &oracle, k, i, MemStore::default(), cache.clone()).await,
+            );
         }
         // Transactions submitted to different nodes are gossiped, ordered and applied.
         for i in 0..20u64 {
-            nodes[(i as usize) % N].shared.submit(config_tx(i + 1, &format!("k{i}"))).unwrap();
+            nodes[(i as usize) % N]
+                .shared
+                .submit(config_tx(i + 1, &format!("k{i}")))
+                .unwrap();
         }
         let all: Vec<&Arc<Shared>> = nodes.iter().map(|n| &n.shared).collect();
-        assert!(wait_height(&context, &all, 12, Duration::from_secs(60)).await, "11 validators did not reach height 12");
+        assert!(
+            wait_height(&context, &all, 12, Duration::from_secs(60)).await,
+            "11 validators did not reach height 12"
+        );
         for s in &all {
-            assert_eq!(s.with_state(|st| st.configs().count()), 20, "every tx applied on every node");
+            assert_eq!(
+                s.with_state(|st| st.configs().count()),
+                20,
+                "every tx applied on every node"
+            );
         }
         assert_agree(&all);
         let root = all[0].root_at(12).unwrap();
@@ -204,8 +258,14 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
         let (a, b) = keys.split_at(6);
         for x in a {
             for y in b {
-                oracle.remove_link(x.public_key(), y.public_key()).await.unwrap();
-                oracle.remove_link(y.public_key(), x.public_key()).await.unwrap();
+                oracle
+                    .remove_link(x.public_key(), y.public_key())
+                    .await
+                    .unwrap();
+                oracle
+                    .remove_link(y.public_key(), x.public_key())
+                    .await
+                    .unwrap();
             }
         }
         context.sleep(Duration::from_secs(3)).await;
@@ -216,11 +276,20 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
         // Heal: the network continues.
         for x in a {
             for y in b {
-                oracle.add_link(x.public_key(), y.public_key(), LINK).await.unwrap();
-                oracle.add_link(y.public_key(), x.public_key(), LINK).await.unwrap();
+                oracle
+                    .add_link(x.public_key(), y.public_key(), LINK)
+                    .await
+                    .unwrap();
+                oracle
+                    .add_link(y.public_key(), x.public_key(), LINK)
+                    .await
+                    .unwrap();
             }
         }
-        assert!(wait_height(&context, &all, after + 5, Duration::from_secs(120)).await, "network did not recover after healing");
+        assert!(
+            wait_height(&context, &all, after + 5, Duration::from_secs(120)).await,
+            "network did not recover after healing"
+        );
         assert_agree(&all);
 
         // Crash 3 validators: the remaining 8 (a quorum) keep finalizing.
@@ -229,7 +298,10 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
         }
         let live: Vec<&Arc<Shared>> = nodes[..8].iter().map(|n| &n.shared).collect();
         let h = live.iter().map(|s| s.finalized_height()).max().unwrap();
-        assert!(wait_height(&context, &live, h + 5, Duration::from_secs(120)).await, "8 of 11 validators did not keep finalizing");
+        assert!(
+            wait_height(&context, &live, h + 5, Duration::from_secs(120)).await,
+            "8 of 11 validators did not keep finalizing"
+        );
         assert_agree(&live);
         (root, context.auditor().state())
     })
@@ -246,14 +318,19 @@ fn same_seed_same_state() {
     let (root_a, audit_a) = scenario(s, true);
     let (root_b, audit_b) = scenario(s, true);
     assert_eq!(root_a, root_b, "same seed must give the same state root");
-    assert_eq!(audit_a, audit_b, "same seed must give the same runtime trace");
+    assert_eq!(
+        audit_a, audit_b,
+        "same seed must give the same runtime trace"
+    );
 }
 
 #[test]
 fn equivocating_validator_breaks_neither_safety_nor_liveness() {
     let s = seed(3);
     let _guard = SeedGuard(s);
-    let cfg = deterministic::Config::new().with_seed(s).with_timeout(Some(Duration::from_secs(600)));
+    let cfg = deterministic::Config::new()
+        .with_seed(s)
+        .with_timeout(Some(Duration::from_secs(600)));
     deterministic::Runner::new(cfg).start(|context| async move {
         let keys = keys();
         let oracle = network(&context, &keys).await;
@@ -264,8 +341,10 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
         let control = oracle.control(byz.public_key());
         let votes = control.register(0, engine::CHANNEL_QUOTA).await.unwrap();
         let certs = control.register(1, engine::CHANNEL_QUOTA).await.unwrap();
-        let participants = Set::try_from(keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
-        let scheme = cairn_chain::Scheme::signer(engine::NAMESPACE, participants, byz.clone()).unwrap();
+        let participants =
+            Set::try_from(keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
+        let scheme =
+            cairn_chain::Scheme::signer(engine::NAMESPACE, participants, byz.clone()).unwrap();
         let equivocator = equivocator::Equivocator::<_, _, RoundRobin<Sha256>, Sha256>::new(
             context.child("byzantine"),
             equivocator::Config {
@@ -277,13 +356,21 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
         );
         equivocator.start(votes, certs);
         for (i, k) in keys.iter().enumerate().skip(1) {
-            nodes.push(start_node(&context, &oracle, k, i, MemStore::default(), cache.clone()).await);
+            nodes.push(
+                start_node(&context, &oracle, k, i, MemStore::default(), cache.clone()).await,
+            );
         }
         for i in 0..10u64 {
-            nodes[(i as usize) % nodes.len()].shared.submit(config_tx(i + 1, &format!("b{i}"))).unwrap();
+            nodes[(i as usize) % nodes.len()]
+                .shared
+                .submit(config_tx(i + 1, &format!("b{i}")))
+                .unwrap();
         }
         let honest: Vec<&Arc<Shared>> = nodes.iter().map(|n| &n.shared).collect();
-        assert!(wait_height(&context, &honest, 15, Duration::from_secs(240)).await, "honest validators stalled with one equivocator");
+        assert!(
+            wait_height(&context, &honest, 15, Duration::from_secs(240)).await,
+            "honest validators stalled with one equivocator"
+        );
         assert_agree(&honest);
         for s in &honest {
             assert_eq!(s.with_state(|st| st.configs().count()), 10);

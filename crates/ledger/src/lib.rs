@@ -108,7 +108,9 @@ pub enum TxError {
         last: u64,
     },
     /// Compare-and-set version mismatch.
-    #[error("config version mismatch: expected {expected}, current is {current}; re-read and retry")]
+    #[error(
+        "config version mismatch: expected {expected}, current is {current}; re-read and retry"
+    )]
     ConfigVersionMismatch {
         /// Expected by the writer.
         expected: u64,

@@ -180,7 +180,12 @@ fn enc_node(n: &NodeRecord) -> Vec<u8> {
     let mut w = Writer::default();
     w.fixed(&n.operator);
     w.str(&n.zone);
-    for r in [n.roles.validator, n.roles.storage, n.roles.gateway, n.roles.cache] {
+    for r in [
+        n.roles.validator,
+        n.roles.storage,
+        n.roles.gateway,
+        n.roles.cache,
+    ] {
         w.bool(r);
     }
     w.u64(n.addresses.len() as u64);
@@ -391,8 +396,16 @@ impl State {
     /// Every entry in canonical form, sorted by key.
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(vec![T_META], enc_meta(&self.chain_id, self.height))];
-        out.extend(self.accounts.iter().map(|(id, a)| (key(T_ACCOUNT, id), enc_account(a))));
-        out.extend(self.nodes.iter().map(|(id, n)| (key(T_NODE, id), enc_node(n))));
+        out.extend(
+            self.accounts
+                .iter()
+                .map(|(id, a)| (key(T_ACCOUNT, id), enc_account(a))),
+        );
+        out.extend(
+            self.nodes
+                .iter()
+                .map(|(id, n)| (key(T_NODE, id), enc_node(n))),
+        );
         out.extend(
             self.config
                 .iter()
@@ -405,7 +418,10 @@ impl State {
         let (table, id) = k.split_first()?;
         match *table {
             T_META => Some(enc_meta(&self.chain_id, self.height)),
-            T_ACCOUNT => self.accounts.get(<&AccountId>::try_from(id).ok()?).map(enc_account),
+            T_ACCOUNT => self
+                .accounts
+                .get(<&AccountId>::try_from(id).ok()?)
+                .map(enc_account),
             T_NODE => self.nodes.get(<&NodeId>::try_from(id).ok()?).map(enc_node),
             T_CONFIG => self
                 .config

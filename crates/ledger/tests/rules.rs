@@ -22,7 +22,12 @@ fn genesis() -> Genesis {
             NodeRecordInit {
                 operator: id(&op),
                 zone: "z1".into(),
-                roles: Roles { validator: true, storage: false, gateway: false, cache: false },
+                roles: Roles {
+                    validator: true,
+                    storage: false,
+                    gateway: false,
+                    cache: false,
+                },
                 addresses: vec!["127.0.0.1:1".into()],
                 capacity_bytes: 1,
                 stake: 1,
@@ -32,47 +37,96 @@ fn genesis() -> Genesis {
 }
 
 fn tx(k: &SigningKey, nonce: u64, kind: TxKind) -> Vec<u8> {
-    Tx { signer: id(k), nonce, kind }.sign(k).encode()
+    Tx {
+        signer: id(k),
+        nonce,
+        kind,
+    }
+    .sign(k)
+    .encode()
 }
 
 fn cfg(k: &str, expected_version: u64) -> TxKind {
-    TxKind::ConfigSet { key: k.into(), value: "v".into(), expected_version }
+    TxKind::ConfigSet {
+        key: k.into(),
+        value: "v".into(),
+        expected_version,
+    }
 }
 
 #[test]
 fn decode_rejects_bad_bytes() {
     let good = tx(&key(1), 1, cfg("a", 0));
     assert!(SignedTx::decode_and_verify(&good).is_ok());
-    assert!(matches!(SignedTx::decode(&good[..good.len() - 1]), Err(TxError::Malformed { .. })));
+    assert!(matches!(
+        SignedTx::decode(&good[..good.len() - 1]),
+        Err(TxError::Malformed { .. })
+    ));
     let mut trailing = good.clone();
     trailing.push(0);
-    assert_eq!(SignedTx::decode(&trailing), Err(TxError::Malformed { reason: "trailing bytes" }));
+    assert_eq!(
+        SignedTx::decode(&trailing),
+        Err(TxError::Malformed {
+            reason: "trailing bytes"
+        })
+    );
     let mut bad_tag = good.clone();
     bad_tag[40] = 99;
-    assert!(matches!(SignedTx::decode(&bad_tag), Err(TxError::Malformed { .. })));
-    assert!(matches!(SignedTx::decode(&vec![0u8; MAX_TX_SIZE_BYTES + 1]), Err(TxError::Oversize { .. })));
+    assert!(matches!(
+        SignedTx::decode(&bad_tag),
+        Err(TxError::Malformed { .. })
+    ));
+    assert!(matches!(
+        SignedTx::decode(&vec![0u8; MAX_TX_SIZE_BYTES + 1]),
+        Err(TxError::Oversize { .. })
+    ));
     let mut tampered = good.clone();
     let last = tampered.len() - 70;
     tampered[last] ^= 1;
-    assert_eq!(SignedTx::decode_and_verify(&tampered).err(), Some(TxError::BadSignature));
+    assert_eq!(
+        SignedTx::decode_and_verify(&tampered).err(),
+        Some(TxError::BadSignature)
+    );
 }
 
 #[test]
 fn field_validation() {
     let bad = |kind| SignedTx::decode_and_verify(&tx(&key(1), 1, kind)).err();
-    assert!(matches!(bad(TxKind::RegisterAccount { name: "UPPER".into() }), Some(TxError::InvalidField { field: "name", .. })));
-    assert!(matches!(bad(cfg("bad key!", 0)), Some(TxError::InvalidField { field: "key", .. })));
+    assert!(matches!(
+        bad(TxKind::RegisterAccount {
+            name: "UPPER".into()
+        }),
+        Some(TxError::InvalidField { field: "name", .. })
+    ));
+    assert!(matches!(
+        bad(cfg("bad key!", 0)),
+        Some(TxError::InvalidField { field: "key", .. })
+    ));
     let node = |addr: &str| TxKind::RegisterNode {
         node: [3; 32],
         zone: "z".into(),
-        roles: Roles { validator: false, storage: true, gateway: false, cache: false },
+        roles: Roles {
+            validator: false,
+            storage: true,
+            gateway: false,
+            cache: false,
+        },
         addresses: vec![addr.into()],
         capacity_bytes: 1,
         stake: 0,
     };
-    assert!(matches!(bad(node("not-an-addr")), Some(TxError::InvalidField { field: "addresses", .. })));
+    assert!(matches!(
+        bad(node("not-an-addr")),
+        Some(TxError::InvalidField {
+            field: "addresses",
+            ..
+        })
+    ));
     assert_eq!(bad(node("127.0.0.1:9")), None);
-    assert!(matches!(SignedTx::decode_and_verify(&tx(&key(1), 0, cfg("a", 0))), Err(TxError::InvalidField { field: "nonce", .. })));
+    assert!(matches!(
+        SignedTx::decode_and_verify(&tx(&key(1), 0, cfg("a", 0))),
+        Err(TxError::InvalidField { field: "nonce", .. })
+    ));
 }
 
 #[test]
@@ -86,23 +140,63 @@ fn stateful_rules_produce_receipts() {
             1,
             &[
                 tx(&admin, 1, cfg("a", 0)),
-                tx(&admin, 1, cfg("b", 0)),           // replayed nonce
-                tx(&admin, 2, cfg("a", 0)),           // CAS mismatch (now 1)
-                tx(&admin, 3, cfg("a", 1)),           // ok -> version 2
-                tx(&stranger, 1, cfg("c", 0)),        // unknown account
+                tx(&admin, 1, cfg("b", 0)),    // replayed nonce
+                tx(&admin, 2, cfg("a", 0)),    // CAS mismatch (now 1)
+                tx(&admin, 3, cfg("a", 1)),    // ok -> version 2
+                tx(&stranger, 1, cfg("c", 0)), // unknown account
                 tx(&stranger, 1, TxKind::RegisterAccount { name: "s".into() }),
-                tx(&admin, 4, TxKind::Heartbeat { node: [9; 32], seq: 1 }), // not operator
-                tx(&op, 1, TxKind::Heartbeat { node: [9; 32], seq: 1 }),
-                tx(&op, 2, TxKind::Heartbeat { node: [9; 32], seq: 1 }),    // stale seq
-                tx(&op, 3, TxKind::Heartbeat { node: [8; 32], seq: 5 }),    // unknown node
-                tx(&admin, 5, TxKind::RegisterAccount { name: "again".into() }),
+                tx(
+                    &admin,
+                    4,
+                    TxKind::Heartbeat {
+                        node: [9; 32],
+                        seq: 1,
+                    },
+                ), // not operator
+                tx(
+                    &op,
+                    1,
+                    TxKind::Heartbeat {
+                        node: [9; 32],
+                        seq: 1,
+                    },
+                ),
+                tx(
+                    &op,
+                    2,
+                    TxKind::Heartbeat {
+                        node: [9; 32],
+                        seq: 1,
+                    },
+                ), // stale seq
+                tx(
+                    &op,
+                    3,
+                    TxKind::Heartbeat {
+                        node: [8; 32],
+                        seq: 5,
+                    },
+                ), // unknown node
+                tx(
+                    &admin,
+                    5,
+                    TxKind::RegisterAccount {
+                        name: "again".into(),
+                    },
+                ),
             ],
         )
         .unwrap();
     let r = &out.receipts;
     assert_eq!(r[0], Ok(()));
     assert_eq!(r[1], Err(TxError::NonceReplayed { nonce: 1 }));
-    assert_eq!(r[2], Err(TxError::ConfigVersionMismatch { expected: 0, current: 1 }));
+    assert_eq!(
+        r[2],
+        Err(TxError::ConfigVersionMismatch {
+            expected: 0,
+            current: 1
+        })
+    );
     assert_eq!(r[3], Ok(()));
     assert_eq!(r[4], Err(TxError::UnknownAccount));
     assert_eq!(r[5], Ok(()));
@@ -113,20 +207,39 @@ fn stateful_rules_produce_receipts() {
     assert_eq!(r[10], Err(TxError::AccountExists));
     assert_eq!(s.config("a").unwrap().version, 2);
     assert_eq!(s.node(&[9; 32]).unwrap().last_heartbeat_height, 1);
-    assert_eq!(s.apply_block(5, &[] as &[Vec<u8>]), Err(BlockError::WrongHeight { expected: 2, got: 5 }));
+    assert_eq!(
+        s.apply_block(5, &[] as &[Vec<u8>]),
+        Err(BlockError::WrongHeight {
+            expected: 2,
+            got: 5
+        })
+    );
     let bad = vec![vec![1u8, 2, 3]];
-    assert!(matches!(s.apply_block(2, &bad), Err(BlockError::BadTx { index: 0, .. })));
+    assert!(matches!(
+        s.apply_block(2, &bad),
+        Err(BlockError::BadTx { index: 0, .. })
+    ));
     assert_eq!(s.height(), 1, "an invalid block leaves state unchanged");
 }
 
 #[test]
 fn nonce_window() {
-    let a = |max, window| Account { name: String::new(), nonce_max: max, nonce_window: window };
+    let a = |max, window| Account {
+        name: String::new(),
+        nonce_max: max,
+        nonce_window: window,
+    };
     assert_eq!(check_nonce(&a(0, 0), 1), Ok((1, 1)));
     assert_eq!(check_nonce(&a(10, 1), 12), Ok((12, 0b101)));
     assert_eq!(check_nonce(&a(12, 0b101), 11), Ok((12, 0b111)));
-    assert_eq!(check_nonce(&a(12, 0b111), 11), Err(TxError::NonceReplayed { nonce: 11 }));
-    assert!(matches!(check_nonce(&a(100, 1), 36), Err(TxError::NonceTooOld { .. })));
+    assert_eq!(
+        check_nonce(&a(12, 0b111), 11),
+        Err(TxError::NonceReplayed { nonce: 11 })
+    );
+    assert!(matches!(
+        check_nonce(&a(100, 1), 36),
+        Err(TxError::NonceTooOld { .. })
+    ));
     assert!(check_nonce(&a(100, 1), 37).is_ok());
     assert!(check_nonce(&a(0, 0), 0).is_err());
 }
@@ -148,8 +261,15 @@ fn entries_round_trip() {
     s.apply_block(1, &[tx(&key(1), 1, cfg("x", 0))]).unwrap();
     let rebuilt = absorb(&mut s);
     assert_eq!(rebuilt.state_root(), s.state_root());
-    assert_eq!(rebuilt, { let mut c = s.clone(); c.take_dirty(); c });
-    assert_eq!(State::from_entries(s.entries()).unwrap().state_root(), s.state_root());
+    assert_eq!(rebuilt, {
+        let mut c = s.clone();
+        c.take_dirty();
+        c
+    });
+    assert_eq!(
+        State::from_entries(s.entries()).unwrap().state_root(),
+        s.state_root()
+    );
     assert!(State::from_entries(vec![(vec![1, 2], vec![])]).is_err());
 }
 

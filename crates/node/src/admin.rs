@@ -7,9 +7,7 @@
 
 use crate::config::{hex, hex32};
 use bytes::Bytes;
-use cairn_chain::{
-    block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError,
-};
+use cairn_chain::{block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, service::service_fn, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -86,7 +84,10 @@ fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
 }
 
 fn error(status: StatusCode, code: &str, message: impl ToString) -> Response<Full<Bytes>> {
-    json_response(status, json!({"error": code, "message": message.to_string()}))
+    json_response(
+        status,
+        json!({"error": code, "message": message.to_string()}),
+    )
 }
 
 async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -97,7 +98,11 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
         (&Method::GET, ["blocks", height]) => {
             let Ok(height) = height.parse::<u64>() else {
-                return error(StatusCode::BAD_REQUEST, "BadHeight", "height must be an unsigned integer");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadHeight",
+                    "height must be an unsigned integer",
+                );
             };
             match admin.blocks.get(height).await {
                 Some(block) => {
@@ -116,7 +121,11 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
         }
         (&Method::GET, ["accounts", id]) => {
             let Some(id) = hex32(id) else {
-                return error(StatusCode::BAD_REQUEST, "BadAccount", "expected 64 hex characters");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadAccount",
+                    "expected 64 hex characters",
+                );
             };
             match admin.shared.with_state(|s| s.account(&id).cloned()) {
                 Some(a) => json_response(
@@ -132,12 +141,19 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                     StatusCode::OK,
                     json!({"key": key, "value": c.value, "version": c.version, "set_height": c.set_height}),
                 ),
-                None => json_response(StatusCode::OK, json!({"key": key, "value": null, "version": 0})),
+                None => json_response(
+                    StatusCode::OK,
+                    json!({"key": key, "value": null, "version": 0}),
+                ),
             }
         }
         (&Method::GET, ["tx", hash]) => {
             let Some(hash) = hex32(hash) else {
-                return error(StatusCode::BAD_REQUEST, "BadHash", "expected 64 hex characters");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadHash",
+                    "expected 64 hex characters",
+                );
             };
             let body = match admin.shared.tx_status(&hash) {
                 TxStatus::Pending => json!({"status": "pending"}),
@@ -151,7 +167,10 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
             json_response(StatusCode::OK, body)
         }
         (&Method::POST, ["tx"]) => {
-            let body = match Limited::new(req.into_body(), MAX_TX_BODY_BYTES).collect().await {
+            let body = match Limited::new(req.into_body(), MAX_TX_BODY_BYTES)
+                .collect()
+                .await
+            {
                 Ok(body) => body.to_bytes(),
                 Err(_) => {
                     return error(
@@ -182,7 +201,11 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 .body(Full::new(Bytes::from(text)))
                 .expect("static response parts are valid")
         }
-        _ => error(StatusCode::NOT_FOUND, "NotFound", format!("no route for {} {path}", req.method())),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no route for {} {path}", req.method()),
+        ),
     }
 }
 
@@ -196,7 +219,11 @@ pub fn status_json(admin: &Admin) -> Value {
         for (_, node) in state.nodes() {
             *zones.entry(node.zone.clone()).or_default() += 1;
             total += 1;
-            if is_healthy(state.height(), node.last_heartbeat_height, node.registered_height) {
+            if is_healthy(
+                state.height(),
+                node.last_heartbeat_height,
+                node.registered_height,
+            ) {
                 healthy += 1;
             }
         }

@@ -92,7 +92,12 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
             true
         };
         let s0 = shared[0].clone();
-        if !wait_until(Box::new(move || s0.finalized_height() >= 1), Duration::from_secs(60)).await {
+        if !wait_until(
+            Box::new(move || s0.finalized_height() >= 1),
+            Duration::from_secs(60),
+        )
+        .await
+        {
             return Err("devnet did not finalize a block within 60 s".to_string());
         }
         // Register the accounts.
@@ -103,7 +108,9 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
             let tx = Tx {
                 signer: key.verifying_key().to_bytes(),
                 nonce: 1,
-                kind: TxKind::RegisterAccount { name: format!("bench-{i}") },
+                kind: TxKind::RegisterAccount {
+                    name: format!("bench-{i}"),
+                },
             }
             .sign(key);
             shared[i % shared.len()]
@@ -156,7 +163,8 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
                 let mut sent = 0usize;
                 let mut rr = 0usize;
                 while sent < txs.len() {
-                    let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(txs.len());
+                    let due =
+                        ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(txs.len());
                     while sent < due {
                         let (bytes, hash) = &txs[sent];
                         submitted.lock().insert(*hash, Instant::now());
@@ -217,7 +225,10 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
         }
         let (submit_elapsed, busy) = submit_done.unwrap_or((Duration::ZERO, 0));
         let end_height = shared[0].finalized_height();
-        let roots: Vec<_> = shared.iter().map(|s| (s.finalized_height(), s.subscribe().borrow().state_root)).collect();
+        let roots: Vec<_> = shared
+            .iter()
+            .map(|s| (s.finalized_height(), s.subscribe().borrow().state_root))
+            .collect();
         for r in &nodes {
             r.node.abort();
         }
@@ -226,21 +237,54 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
             .map(|f| last_final.duration_since(f))
             .unwrap_or_default()
             .max(Duration::from_millis(1));
-        Ok((latencies, window, blocks, rejected, busy, submit_elapsed, start_height, end_height, roots))
+        Ok((
+            latencies,
+            window,
+            blocks,
+            rejected,
+            busy,
+            submit_elapsed,
+            start_height,
+            end_height,
+            roots,
+        ))
     });
     let _ = std::fs::remove_dir_all(&dir);
     let (latencies, window, blocks, rejected, busy, submit_elapsed, h0, h1, roots) = result?;
     let finalized = latencies.len();
     let tps = finalized as f64 / window.as_secs_f64();
-    println!("bench chain: {} nodes, committee {}, offered {} tx/s for {} s", args.nodes, args.validators, args.rate, args.duration_secs);
-    println!("  submitted            {} (refused busy: {busy}) in {:.1} s", (args.rate * args.duration_secs) as u64 - busy, submit_elapsed.as_secs_f64());
+    println!(
+        "bench chain: {} nodes, committee {}, offered {} tx/s for {} s",
+        args.nodes, args.validators, args.rate, args.duration_secs
+    );
+    println!(
+        "  submitted            {} (refused busy: {busy}) in {:.1} s",
+        (args.rate * args.duration_secs) - busy,
+        submit_elapsed.as_secs_f64()
+    );
     println!("  finalized            {finalized} txs in {blocks} blocks (heights {h0}..{h1}), {rejected} rejected receipts");
     println!("  throughput           {tps:.0} tx/s (finalized, first to last finality)");
-    println!("  latency p50          {:.1} ms", percentile(&latencies, 0.50).as_secs_f64() * 1e3);
-    println!("  latency p99          {:.1} ms", percentile(&latencies, 0.99).as_secs_f64() * 1e3);
-    println!("  latency max          {:.1} ms", latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3);
+    println!(
+        "  latency p50          {:.1} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3
+    );
+    println!(
+        "  latency p99          {:.1} ms",
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "  latency max          {:.1} ms",
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
     let max_h = roots.iter().map(|r| r.0).max().unwrap_or(0);
-    let agreeing = roots.iter().filter(|r| r.0 == max_h).map(|r| r.1).collect::<std::collections::BTreeSet<_>>();
-    println!("  state roots at tip   {} distinct among nodes at height {max_h}", agreeing.len());
+    let agreeing = roots
+        .iter()
+        .filter(|r| r.0 == max_h)
+        .map(|r| r.1)
+        .collect::<std::collections::BTreeSet<_>>();
+    println!(
+        "  state roots at tip   {} distinct among nodes at height {max_h}",
+        agreeing.len()
+    );
     Ok(())
 }

@@ -13,7 +13,12 @@ pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 pub const TIMEOUT_MS: u64 = 5_000;
 
 /// Performs a request; returns (status code, body).
-pub fn request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+pub fn request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
     let host = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -64,7 +69,8 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Some(out);
@@ -77,8 +83,8 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 /// GET returning parsed JSON (errors carry the server's message).
 pub fn get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, String> {
     let (code, body) = request(endpoint, "GET", path, &[])?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("bad JSON from {endpoint}{path}: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("bad JSON from {endpoint}{path}: {e}"))?;
     if code >= 400 {
         return Err(format!("{endpoint}{path}: HTTP {code}: {value}"));
     }

@@ -178,7 +178,11 @@ pub fn private_key_hex(key: &ed25519::PrivateKey) -> String {
 
 /// The ledger signing key matching a node's identity key.
 pub fn account_key(key: &ed25519::PrivateKey) -> ed25519_dalek::SigningKey {
-    let bytes: [u8; 32] = key.encode().as_ref().try_into().expect("ed25519 key is 32 bytes");
+    let bytes: [u8; 32] = key
+        .encode()
+        .as_ref()
+        .try_into()
+        .expect("ed25519 key is 32 bytes");
     ed25519_dalek::SigningKey::from_bytes(&bytes)
 }
 
@@ -216,11 +220,13 @@ impl GenesisFile {
     /// Loads and validates a genesis file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let genesis: Self = parse(path)?;
-        genesis.to_ledger().map_err(|(field, reason)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            reason,
-        })?;
+        genesis
+            .to_ledger()
+            .map_err(|(field, reason)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                reason,
+            })?;
         Ok(genesis)
     }
 
@@ -238,14 +244,22 @@ impl GenesisFile {
     pub fn to_ledger(&self) -> Result<Genesis, (&'static str, String)> {
         let mut accounts = Vec::new();
         for a in &self.accounts {
-            let id = hex32(&a.public_key).ok_or(("accounts.public_key", "expected 64 hex characters".to_string()))?;
+            let id = hex32(&a.public_key).ok_or((
+                "accounts.public_key",
+                "expected 64 hex characters".to_string(),
+            ))?;
             accounts.push((id, a.name.clone()));
         }
         let mut nodes = Vec::new();
         for n in &self.nodes {
-            let id = hex32(&n.public_key).ok_or(("nodes.public_key", "expected 64 hex characters".to_string()))?;
-            ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&id))
-                .map_err(|_| ("nodes.public_key", format!("{} is not an ed25519 point", n.public_key)))?;
+            let id = hex32(&n.public_key)
+                .ok_or(("nodes.public_key", "expected 64 hex characters".to_string()))?;
+            ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&id)).map_err(|_| {
+                (
+                    "nodes.public_key",
+                    format!("{} is not an ed25519 point", n.public_key),
+                )
+            })?;
             let mut roles = Roles {
                 validator: false,
                 storage: false,
@@ -261,7 +275,9 @@ impl GenesisFile {
                     other => {
                         return Err((
                             "nodes.roles",
-                            format!("unknown role {other:?}; use validator, storage, gateway or cache"),
+                            format!(
+                                "unknown role {other:?}; use validator, storage, gateway or cache"
+                            ),
                         ))
                     }
                 }

@@ -21,7 +21,11 @@ use config::{account_key, hex, node_id, private_key, NodeConfig};
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "Cairn: decentralized object storage and DNS")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: decentralized object storage and DNS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -222,21 +226,46 @@ fn run_devnet(layout: devnet::Layout, dir: PathBuf) -> Result<(), String> {
         let sig_cache = Arc::new(SigCache::new(run::SIG_CACHE_CAPACITY));
         let mut running = Vec::new();
         for cfg in &configs {
-            let name = cfg.file.data_dir.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let name = cfg
+                .file
+                .data_dir
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
             match run::start_node(&context, cfg, &name, sig_cache.clone()).await {
                 Ok(r) => running.push(r),
                 Err(e) => return Err(e.to_string()),
             }
         }
-        println!("{:<5} {:<5} {:<22} {:<22} {}", "node", "zone", "p2p", "admin API", "roles");
+        println!(
+            "{:<5} {:<5} {:<22} {:<22} roles",
+            "node", "zone", "p2p", "admin API"
+        );
         for (r, cfg) in running.iter().zip(configs.iter()) {
             let entry = cfg.genesis.nodes.iter().find(|n| n.name == r.name);
-            let (zone, roles) = entry.map(|n| (n.zone.clone(), n.roles.join(","))).unwrap_or_default();
-            println!("{:<5} {:<5} {:<22} {:<22} {}", r.name, zone, r.p2p.to_string(), format!("http://{}", r.admin), roles);
+            let (zone, roles) = entry
+                .map(|n| (n.zone.clone(), n.roles.join(",")))
+                .unwrap_or_default();
+            println!(
+                "{:<5} {:<5} {:<22} {:<22} {}",
+                r.name,
+                zone,
+                r.p2p.to_string(),
+                format!("http://{}", r.admin),
+                roles
+            );
         }
         println!("status:  cairn status --endpoint {}", running[0].admin);
-        println!("tx:      cairn tx --endpoint {} --key {} config-set hello world", running[0].admin, dir.join("admin.key").display());
-        println!("metrics: http://{}/metrics   (Ctrl-C stops the devnet; rerun resumes it)", running[0].admin);
+        println!(
+            "tx:      cairn tx --endpoint {} --key {} config-set hello world",
+            running[0].admin,
+            dir.join("admin.key").display()
+        );
+        println!(
+            "metrics: http://{}/metrics   (Ctrl-C stops the devnet; rerun resumes it)",
+            running[0].admin
+        );
         let _ = tokio::signal::ctrl_c().await;
         println!("stopping {count} nodes ...");
         for r in &running {
@@ -259,7 +288,10 @@ fn run_single(path: PathBuf) -> Result<(), String> {
         println!("node {} p2p {} admin http://{}", r.name, r.p2p, r.admin);
         let _ = tokio::signal::ctrl_c().await;
         r.node.abort();
-        println!("stopped at finalized height {}", r.node.shared.finalized_height());
+        println!(
+            "stopped at finalized height {}",
+            r.node.shared.finalized_height()
+        );
         Ok(())
     })
 }
@@ -269,7 +301,10 @@ fn status(endpoint: &str) -> Result<(), String> {
     let nodes = client::get_json(endpoint, "/nodes")?;
     println!("chain      {}", status["chain_id"].as_str().unwrap_or("?"));
     println!("height     {}", status["height"]);
-    println!("state root {}", status["state_root"].as_str().unwrap_or("?"));
+    println!(
+        "state root {}",
+        status["state_root"].as_str().unwrap_or("?")
+    );
     println!("mempool    {} txs", status["mempool_txs"]);
     let committee = status["committee"].as_array().cloned().unwrap_or_default();
     println!("committee  {} validators", committee.len());
@@ -277,9 +312,15 @@ fn status(endpoint: &str) -> Result<(), String> {
         let parts: Vec<String> = zones.iter().map(|(z, n)| format!("{z}={n}")).collect();
         println!("zones      {}", parts.join(" "));
     }
-    println!("healthy    {}/{}", status["nodes_healthy"], status["nodes_total"]);
+    println!(
+        "healthy    {}/{}",
+        status["nodes_healthy"], status["nodes_total"]
+    );
     println!();
-    println!("{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {}", "node", "zone", "committee", "admin", "height", "health", "roles");
+    println!(
+        "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} roles",
+        "node", "zone", "committee", "admin", "height", "health"
+    );
     for n in nodes["nodes"].as_array().cloned().unwrap_or_default() {
         let id = n["node_id"].as_str().unwrap_or("");
         let admin_addr = n["addresses"].get(1).and_then(|a| a.as_str()).unwrap_or("");
@@ -298,31 +339,60 @@ fn status(endpoint: &str) -> Result<(), String> {
             if in_committee { "yes" } else { "no" },
             admin_addr,
             height,
-            if n["healthy"].as_bool() == Some(true) { "ok" } else { "STALE" },
+            if n["healthy"].as_bool() == Some(true) {
+                "ok"
+            } else {
+                "STALE"
+            },
             roles.join(",")
         );
     }
     Ok(())
 }
 
-fn submit_tx(endpoint: &str, key_path: &PathBuf, wait: bool, kind: TxCommand) -> Result<(), String> {
+fn submit_tx(
+    endpoint: &str,
+    key_path: &PathBuf,
+    wait: bool,
+    kind: TxCommand,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(key_path)
         .map_err(|e| format!("cannot read key file {}: {e}", key_path.display()))?;
-    let key = private_key(&text).ok_or_else(|| format!("{} does not hold a 64-hex-character key", key_path.display()))?;
+    let key = private_key(&text).ok_or_else(|| {
+        format!(
+            "{} does not hold a 64-hex-character key",
+            key_path.display()
+        )
+    })?;
     let signer = node_id(&key);
     let account = client::get_json(endpoint, &format!("/accounts/{}", hex(&signer)))?;
     let nonce = account["nonce_max"].as_u64().unwrap_or(0) + 1;
     let kind = match kind {
         TxCommand::RegisterAccount { name } => TxKind::RegisterAccount { name },
-        TxCommand::ConfigSet { key, value, expected_version } => {
+        TxCommand::ConfigSet {
+            key,
+            value,
+            expected_version,
+        } => {
             let expected_version = match expected_version {
                 Some(v) => v,
-                None => client::get_json(endpoint, &format!("/config/{key}"))?["version"].as_u64().unwrap_or(0),
+                None => client::get_json(endpoint, &format!("/config/{key}"))?["version"]
+                    .as_u64()
+                    .unwrap_or(0),
             };
-            TxKind::ConfigSet { key, value, expected_version }
+            TxKind::ConfigSet {
+                key,
+                value,
+                expected_version,
+            }
         }
     };
-    let tx = Tx { signer, nonce, kind }.sign(&account_key(&key));
+    let tx = Tx {
+        signer,
+        nonce,
+        kind,
+    }
+    .sign(&account_key(&key));
     let (code, body) = client::request(endpoint, "POST", "/tx", &tx.encode())?;
     let body = String::from_utf8_lossy(&body).to_string();
     if code >= 400 {
@@ -334,8 +404,16 @@ fn submit_tx(endpoint: &str, key_path: &PathBuf, wait: bool, kind: TxCommand) ->
         for _ in 0..300 {
             let status = client::get_json(endpoint, &format!("/tx/{hash}"))?;
             if status["status"] == "finalized" {
-                println!("finalized at height {}: {}", status["height"], status["result"].as_str().unwrap_or("?"));
-                return if status["result"] == "ok" { Ok(()) } else { Err("transaction rejected by the ledger".into()) };
+                println!(
+                    "finalized at height {}: {}",
+                    status["height"],
+                    status["result"].as_str().unwrap_or("?")
+                );
+                return if status["result"] == "ok" {
+                    Ok(())
+                } else {
+                    Err("transaction rejected by the ledger".into())
+                };
             }
             std::thread::sleep(Duration::from_millis(100));
         }

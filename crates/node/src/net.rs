@@ -23,10 +23,8 @@ pub fn namespace(chain_id: &str) -> Vec<u8> {
 }
 
 /// The sender/receiver types of a lookup network on the tokio runtime.
-pub type NetChannels = Channels<
-    lookup::Sender<ed25519::PublicKey, Context>,
-    lookup::Receiver<ed25519::PublicKey>,
->;
+pub type NetChannels =
+    Channels<lookup::Sender<ed25519::PublicKey, Context>, lookup::Receiver<ed25519::PublicKey>>;
 
 /// Starts the p2p network; returns channels, the oracle (provider + blocker) and its handle.
 pub fn start(
@@ -59,7 +57,9 @@ pub fn start(
         .nodes
         .iter()
         .filter_map(|n| {
-            let key = ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&hex32(&n.public_key)?)).ok()?;
+            let key =
+                ed25519::PublicKey::decode(bytes::Bytes::copy_from_slice(&hex32(&n.public_key)?))
+                    .ok()?;
             Some((key, Address::Symmetric(n.p2p_address)))
         })
         .collect();

@@ -84,13 +84,14 @@ pub async fn start_node(
         .find(|n| crate::config::hex32(&n.public_key) == Some(id))
         .ok_or_else(|| RunError::NotInGenesis(hex(&id)))?;
     check_port("p2p", cfg.file.p2p_listen)?;
-    let listener = admin::bind(cfg.file.admin_listen)
-        .await
-        .map_err(|source| RunError::PortTaken {
-            what: "admin",
-            addr: cfg.file.admin_listen,
-            source,
-        })?;
+    let listener =
+        admin::bind(cfg.file.admin_listen)
+            .await
+            .map_err(|source| RunError::PortTaken {
+                what: "admin",
+                addr: cfg.file.admin_listen,
+                source,
+            })?;
     std::fs::create_dir_all(&cfg.file.data_dir).map_err(|source| RunError::Io {
         path: cfg.file.data_dir.display().to_string(),
         source,
@@ -102,7 +103,11 @@ pub async fn start_node(
         .with_attribute("name", entry.name.clone());
     let (channels, oracle, _net) = net::start(&ctx, &cfg.key, cfg.file.p2p_listen, genesis);
     let committee = genesis.committee();
-    let mut chain_cfg = ChainConfig::new(&genesis.chain_id, committee.clone(), partition_prefix.to_string());
+    let mut chain_cfg = ChainConfig::new(
+        &genesis.chain_id,
+        committee.clone(),
+        partition_prefix.to_string(),
+    );
     let tuning = &cfg.file.tuning;
     if let Some(v) = tuning.empty_block_interval_ms {
         chain_cfg.empty_block_interval_ms = v;
@@ -159,7 +164,12 @@ pub async fn start_node(
 }
 
 /// Periodically submits a heartbeat for this node (one outstanding at a time).
-async fn heartbeats(context: Context, shared: Arc<Shared>, key: ed25519::PrivateKey, interval: Duration) {
+async fn heartbeats(
+    context: Context,
+    shared: Arc<Shared>,
+    key: ed25519::PrivateKey,
+    interval: Duration,
+) {
     let id = node_id(&key);
     let signing = account_key(&key);
     let mut outstanding: Option<[u8; 32]> = None;
@@ -202,4 +212,3 @@ pub fn devnet_configs(dir: &Path) -> Result<Vec<NodeConfig>, String> {
         .map(|p| NodeConfig::load(p).map_err(|e| e.to_string()))
         .collect()
 }
-

@@ -41,9 +41,17 @@ fn spawn(dir: &Path, i: usize) -> Child {
 
 fn get(port: u16, path: &str) -> Option<serde_json::Value> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(1),
+    )
+    .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let body = buf.split("\r\n\r\n").nth(1)?;
@@ -70,32 +78,63 @@ fn kill9_restart_catches_up_and_roots_agree() {
     let dir = tmp("kill9");
     let base = 27_300u16;
     let out = Command::new(BIN)
-        .args(["init", "--nodes", "4", "--validators", "4", "--base-port", &base.to_string(), "--dir"])
+        .args([
+            "init",
+            "--nodes",
+            "4",
+            "--validators",
+            "4",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let admin = |i: usize| base + 1000 + i as u16;
     let mut nodes = Nodes((0..4).map(|i| Some(spawn(&dir, i))).collect());
-    assert!(wait_for(Duration::from_secs(60), || (0..4).all(|i| height(admin(i)).unwrap_or(0) >= 5)), "4 nodes did not reach height 5");
+    assert!(
+        wait_for(Duration::from_secs(60), || (0..4)
+            .all(|i| height(admin(i)).unwrap_or(0) >= 5)),
+        "4 nodes did not reach height 5"
+    );
 
     // SIGKILL node 2 (Child::kill sends SIGKILL on Unix), let the others go on (3 of 4 is a quorum).
     let mut victim = nodes.0[2].take().unwrap();
     victim.kill().unwrap();
     victim.wait().unwrap();
     let h = height(admin(0)).unwrap();
-    assert!(wait_for(Duration::from_secs(60), || height(admin(0)).unwrap_or(0) >= h + 10), "3 of 4 nodes did not keep finalizing");
+    assert!(
+        wait_for(Duration::from_secs(60), || height(admin(0)).unwrap_or(0)
+            >= h + 10),
+        "3 of 4 nodes did not keep finalizing"
+    );
 
     nodes.0[2] = Some(spawn(&dir, 2));
     let target = height(admin(0)).unwrap();
-    assert!(wait_for(Duration::from_secs(90), || height(admin(2)).unwrap_or(0) >= target), "restarted node did not catch up to {target}");
+    assert!(
+        wait_for(Duration::from_secs(90), || height(admin(2)).unwrap_or(0)
+            >= target),
+        "restarted node did not catch up to {target}"
+    );
 
     // All nodes agree on the state root at a height every one of them applied since start.
     let common = (0..4).map(|i| height(admin(i)).unwrap()).min().unwrap();
     let roots: Vec<_> = (0..4)
-        .map(|i| get(admin(i), &format!("/blocks/{common}")).and_then(|b| b["state_root"].as_str().map(str::to_owned)))
+        .map(|i| {
+            get(admin(i), &format!("/blocks/{common}"))
+                .and_then(|b| b["state_root"].as_str().map(str::to_owned))
+        })
         .collect();
-    assert!(roots.iter().all(|r| r.is_some() && *r == roots[0]), "roots differ at {common}: {roots:?}");
+    assert!(
+        roots.iter().all(|r| r.is_some() && *r == roots[0]),
+        "roots differ at {common}: {roots:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -103,7 +142,16 @@ fn kill9_restart_catches_up_and_roots_agree() {
 fn unknown_config_key_is_a_clear_error() {
     let dir = tmp("badcfg");
     let out = Command::new(BIN)
-        .args(["init", "--nodes", "1", "--validators", "1", "--base-port", "27400", "--dir"])
+        .args([
+            "init",
+            "--nodes",
+            "1",
+            "--validators",
+            "1",
+            "--base-port",
+            "27400",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
@@ -111,10 +159,17 @@ fn unknown_config_key_is_a_clear_error() {
     let path = dir.join("nodes/n00/node.toml");
     let text = std::fs::read_to_string(&path).unwrap() + "\nlisten_typo = 1\n";
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN).args(["node", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("listen_typo") && err.contains("unknown field"), "unexpected error: {err}");
+    assert!(
+        err.contains("listen_typo") && err.contains("unknown field"),
+        "unexpected error: {err}"
+    );
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -123,7 +178,16 @@ fn unknown_config_key_is_a_clear_error() {
 fn taken_port_is_a_clear_error() {
     let dir = tmp("port");
     let out = Command::new(BIN)
-        .args(["init", "--nodes", "1", "--validators", "1", "--base-port", "27500", "--dir"])
+        .args([
+            "init",
+            "--nodes",
+            "1",
+            "--validators",
+            "1",
+            "--base-port",
+            "27500",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
@@ -136,7 +200,10 @@ fn taken_port_is_a_clear_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("already in use") && err.contains("28500"), "unexpected error: {err}");
+    assert!(
+        err.contains("already in use") && err.contains("28500"),
+        "unexpected error: {err}"
+    );
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
