@@ -225,10 +225,8 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
         }
         let (submit_elapsed, busy) = submit_done.unwrap_or((Duration::ZERO, 0));
         let end_height = shared[0].finalized_height();
-        let roots: Vec<_> = shared
-            .iter()
-            .map(|s| (s.finalized_height(), s.subscribe().borrow().state_root))
-            .collect();
+        let common = shared.iter().map(|s| s.finalized_height()).min().unwrap_or(0);
+        let roots: Vec<_> = shared.iter().map(|s| (common, s.root_at(common))).collect();
         for r in &nodes {
             r.node.abort();
         }
@@ -276,15 +274,14 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
         "  latency max          {:.1} ms",
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
-    let max_h = roots.iter().map(|r| r.0).max().unwrap_or(0);
-    let agreeing = roots
+    let common = roots.first().map(|r| r.0).unwrap_or(0);
+    let distinct = roots
         .iter()
-        .filter(|r| r.0 == max_h)
         .map(|r| r.1)
         .collect::<std::collections::BTreeSet<_>>();
     println!(
-        "  state roots at tip   {} distinct among nodes at height {max_h}",
-        agreeing.len()
+        "  state roots          {} distinct across all nodes at height {common}",
+        distinct.len()
     );
     Ok(())
 }
