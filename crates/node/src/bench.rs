@@ -225,7 +225,11 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
         }
         let (submit_elapsed, busy) = submit_done.unwrap_or((Duration::ZERO, 0));
         let end_height = shared[0].finalized_height();
-        let common = shared.iter().map(|s| s.finalized_height()).min().unwrap_or(0);
+        let common = shared
+            .iter()
+            .map(|s| s.finalized_height())
+            .min()
+            .unwrap_or(0);
         let roots: Vec<_> = shared.iter().map(|s| (common, s.root_at(common))).collect();
         for r in &nodes {
             r.node.abort();
