@@ -1,25 +1,34 @@
 //! `cairn-ledger`: Cairn's deterministic state machine.
 //!
 //! What it is: the rules of the system as a pure function `(state, finalized block) -> (state,
-//! events)`. It has no I/O, no clock, no async and no randomness; the same blocks from the same
-//! genesis always give the same [`State::state_root`].
+//! events)`. It has no I/O, no clock, no async, no threads and no randomness; the same blocks
+//! from the same genesis always give the same [`State::state_root`] on every machine.
 //!
 //! Contract:
 //! - [`SignedTx::decode_and_verify`] performs every check that needs no state: strict canonical
-//!   decoding (bounded lengths, no trailing bytes), field validation and the ed25519 signature
-//!   over [`tx::SIGNING_DOMAIN`] and the body. A block holding a transaction that fails it is
-//!   invalid as a whole ([`BlockError::BadTx`]).
-//! - Stateful rules (unknown account, replayed nonce, compare-and-set version, heartbeat
-//!   sequence, ownership) never invalidate a block: the transaction is skipped with a rejected
-//!   receipt, so verifying a block needs no unfinalized state.
-//! - Replay protection: each account keeps the highest accepted nonce and a 64-bit window of
-//!   used nonces below it ([`NONCE_WINDOW`]); a nonce is accepted once, and up to 63 behind the
-//!   highest (so gossip may reorder a client's transactions).
+//!   decoding (bounded lengths, no trailing bytes, bools 0/1, known tags, UTF-8), field
+//!   validation ([`Tx::validate`]) and the ed25519 `verify_strict` signature over
+//!   [`SIGNING_DOMAIN`] followed by [`Tx::encode`]. A block holding a transaction that fails it
+//!   is invalid as a whole ([`BlockError::BadTx`]) and leaves the state unchanged.
+//! - Stateful rules (unknown account, replayed or too-old nonce, compare-and-set version,
+//!   heartbeat sequence, node ownership) never invalidate a block: the transaction is skipped
+//!   with an `Err` receipt and an [`Event::TxRejected`], so verifying a block needs no state.
+//! - Replay protection: each account keeps the highest accepted nonce and a bitmask of used
+//!   nonces below it; a nonce is accepted at most once, and up to `NONCE_WINDOW - 1` behind the
+//!   highest, so gossip may reorder a client's transactions ([`check_nonce`]).
+//! - Persistence: [`State::entries`] / [`State::take_dirty`] expose canonical key/value bytes;
+//!   [`State::from_entries`] rebuilds a state with the identical root.
+//! - Bytes from the network or from disk never panic this crate (property-tested); they give
+//!   [`TxError`] or [`StateError`].
 //!
-//! Limits: [`MAX_TX_SIZE_BYTES`], [`MAX_TXS_PER_BLOCK`], and the field bounds in [`tx`]. The
-//! state root is recomputed over all entries after each block: O(entries), measured fine for
-//! the devnet; a Merkleized incremental root is future work once state grows past ~100k entries.
-//! Input from the network never panics this crate (property-tested).
+//! Limits (all named): [`MAX_TX_SIZE_BYTES`], [`MAX_TXS_PER_BLOCK`], [`NONCE_WINDOW`],
+//! [`MAX_NAME_SIZE_BYTES`], [`MAX_ZONE_SIZE_BYTES`], [`MAX_ADDRESSES`],
+//! [`MAX_ADDRESS_SIZE_BYTES`], [`MAX_CONFIG_KEY_SIZE_BYTES`], [`MAX_CONFIG_VALUE_SIZE_BYTES`],
+//! [`MAX_CHAIN_ID_SIZE_BYTES`]. The state root is recomputed over all entries after each block,
+//! O(entries): fine up to about [`STATE_ROOT_ENTRIES_SOFT_LIMIT`] entries. That is a known
+//! limit, not enforced; an incremental (Merkleized) root is future work.
+
+#![warn(missing_docs)]
 
 pub mod codec;
 pub mod state;
@@ -27,14 +36,20 @@ pub mod tx;
 
 pub use state::{
     check_nonce, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord, NodeRecordInit,
-    State,
+    State, MAX_CHAIN_ID_SIZE_BYTES, STATE_ROOT_ENTRIES_SOFT_LIMIT,
 };
-pub use tx::{Roles, SignedTx, Tx, TxKind, MAX_TX_SIZE_BYTES};
+pub use tx::{
+    Roles, SignedTx, Tx, TxKind, MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,
+    MAX_CONFIG_VALUE_SIZE_BYTES, MAX_NAME_SIZE_BYTES, MAX_TX_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
+    SIGNING_DOMAIN,
+};
 
 /// Most transactions in one block.
 pub const MAX_TXS_PER_BLOCK: usize = 4096;
-/// Size of the anti-replay nonce window.
+/// Size of the anti-replay nonce window (bits in [`Account::nonce_window`]).
 pub const NONCE_WINDOW: u64 = 64;
+const _: () = assert!(NONCE_WINDOW >= 1 && NONCE_WINDOW <= u64::BITS as u64);
+
 /// An account id: ed25519 public key bytes.
 pub type AccountId = [u8; 32];
 /// A node id: the node's p2p ed25519 public key bytes.
@@ -46,104 +61,119 @@ pub type Hash = [u8; 32];
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 pub enum TxError {
     /// The bytes are not a canonical transaction.
-    #[error("malformed transaction ({reason}); re-encode it with a current client")]
+    #[error("malformed transaction ({reason}); re-encode it with a current cairn client")]
     Malformed {
         /// What is wrong.
         reason: &'static str,
     },
-    /// Too large.
-    #[error("transaction is {size_bytes} bytes, the limit is {max_bytes}; shrink it")]
+    /// The encoding is larger than [`MAX_TX_SIZE_BYTES`].
+    #[error("transaction is {size_bytes} bytes but the limit is {max_bytes}; shrink its fields")]
     Oversize {
-        /// Size.
+        /// Encoded size.
         size_bytes: usize,
         /// Limit.
         max_bytes: usize,
     },
-    /// Signature does not verify for the signer key.
-    #[error("bad signature; sign with the signer account's key")]
+    /// The signature does not verify for the signer key.
+    #[error("bad signature; sign the transaction with the signer account's private key")]
     BadSignature,
-    /// A field is out of bounds.
-    #[error("invalid {field}: {reason}")]
+    /// A field is out of bounds or badly formed.
+    #[error("invalid {field}: {reason}; fix the field and sign again")]
     InvalidField {
-        /// Field.
+        /// Field name.
         field: &'static str,
         /// What is wrong.
         reason: String,
     },
-    /// Signer is not registered.
-    #[error("unknown account; register it first (register-account)")]
+    /// The signer has no account.
+    #[error("unknown signer account; register it first with a RegisterAccount transaction")]
     UnknownAccount,
-    /// Account already registered.
-    #[error("account already registered")]
+    /// The signer already has an account.
+    #[error("account already registered; use it instead of registering again")]
     AccountExists,
-    /// Nonce was used already.
-    #[error("nonce {nonce} already used; use a fresh nonce")]
+    /// The nonce was already used by this account.
+    #[error("nonce {nonce} was already used; sign again with a fresh nonce")]
     NonceReplayed {
-        /// Nonce.
+        /// Nonce given.
         nonce: u64,
     },
-    /// Nonce is behind the replay window.
-    #[error("nonce {nonce} is too old (minimum {min}); use a fresh nonce")]
+    /// The nonce is behind the replay window.
+    #[error(
+        "nonce {nonce} is too old (smallest accepted is {min}); sign again with a fresh nonce"
+    )]
     NonceTooOld {
-        /// Nonce.
+        /// Nonce given.
         nonce: u64,
-        /// Smallest acceptable.
+        /// Smallest nonce still acceptable.
         min: u64,
     },
-    /// Node not registered.
-    #[error("unknown node; register it first")]
+    /// The node is not registered.
+    #[error("unknown node; register it first with a RegisterNode transaction")]
     UnknownNode,
-    /// Node already registered.
-    #[error("node already registered")]
+    /// The node is already registered.
+    #[error("node already registered; send heartbeats for it instead")]
     NodeExists,
-    /// Signer is not the node's operator.
-    #[error("signer is not the node's operator")]
+    /// The signer is not the node's operator.
+    #[error("signer is not the node's operator; sign with the operator account's key")]
     NotNodeOperator,
-    /// Heartbeat sequence did not increase.
-    #[error("heartbeat seq {seq} is not above {last}; use a higher sequence")]
+    /// The heartbeat sequence did not increase.
+    #[error("heartbeat seq {seq} is not above the last accepted {last}; send a higher seq")]
     StaleHeartbeat {
-        /// Given.
+        /// Sequence given.
         seq: u64,
-        /// Last accepted.
+        /// Last accepted sequence.
         last: u64,
     },
-    /// Compare-and-set version mismatch.
+    /// The compare-and-set base is not the current version.
     #[error(
-        "config version mismatch: expected {expected}, current is {current}; re-read and retry"
+        "config version mismatch: expected {expected} but current is {current}; re-read the entry and retry"
     )]
     ConfigVersionMismatch {
-        /// Expected by the writer.
+        /// Version the writer expected.
         expected: u64,
-        /// Current.
+        /// Current version (0 = absent).
         current: u64,
     },
 }
 
-/// Why a block is invalid.
+/// Why a block is invalid as a whole (the state is left unchanged).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
-    /// Too many transactions.
-    #[error("block has {count} transactions, the limit is {max}")]
+    /// More than [`MAX_TXS_PER_BLOCK`] transactions.
+    #[error("block has {count} transactions but the limit is {max}; propose a smaller block")]
     TooManyTxs {
-        /// Count.
+        /// Count given.
         count: usize,
         /// Limit.
         max: usize,
     },
-    /// Not the next height.
-    #[error("block height {got} is not the next height {expected}")]
+    /// The block is not at the next height.
+    #[error("block height {got} is not the next height {expected}; apply blocks in order")]
     WrongHeight {
-        /// Expected.
+        /// Next height.
         expected: u64,
-        /// Given.
+        /// Height given.
         got: u64,
     },
     /// A transaction fails stateless checks.
-    #[error("transaction {index} is invalid: {error}")]
+    #[error("transaction {index} is invalid ({error}); the proposer must drop it")]
     BadTx {
         /// Index in the block.
         index: usize,
         /// Reason.
         error: TxError,
+    },
+}
+
+/// Why stored entries could not be turned back into a [`State`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// An entry is not a canonical ledger entry.
+    #[error(
+        "stored ledger state is corrupt ({reason}); restore the data directory from a backup or resync it"
+    )]
+    Corrupt {
+        /// What is wrong.
+        reason: String,
     },
 }

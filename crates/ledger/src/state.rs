@@ -2,11 +2,22 @@
 
 use crate::{
     codec::{Reader, Writer},
-    tx::{Roles, SignedTx, TxKind},
-    AccountId, BlockError, Hash, NodeId, TxError, MAX_TXS_PER_BLOCK, NONCE_WINDOW,
+    tx::{
+        validate_name, validate_node, Roles, SignedTx, TxKind, MAX_ADDRESSES,
+        MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
+        MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
+    },
+    AccountId, BlockError, Hash, NodeId, StateError, TxError, MAX_TXS_PER_BLOCK, NONCE_WINDOW,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest chain id in a genesis.
+pub const MAX_CHAIN_ID_SIZE_BYTES: usize = 64;
+/// Entry count up to which recomputing the state root every block is cheap (known, not enforced).
+pub const STATE_ROOT_ENTRIES_SOFT_LIMIT: usize = 100_000;
+/// Domain tag hashed first into the state root.
+const STATE_ROOT_DOMAIN: &[u8] = b"cairn/state/v1\0";
 
 /// An account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,22 +94,26 @@ pub struct Genesis {
     pub nodes: Vec<(NodeId, NodeRecordInit)>,
 }
 
-/// What applying a block did.
+/// What applying a block did, one event per transaction, in block order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Event {
     /// A new account.
     AccountRegistered {
-        /// Id.
+        /// Account id.
         account: AccountId,
+        /// Account name.
+        name: String,
     },
     /// A new node.
     NodeRegistered {
-        /// Id.
+        /// Node id.
         node: NodeId,
+        /// Operator account.
+        operator: AccountId,
     },
-    /// A heartbeat.
+    /// An accepted heartbeat.
     Heartbeat {
-        /// Id.
+        /// Node id.
         node: NodeId,
         /// Sequence.
         seq: u64,
@@ -115,7 +130,7 @@ pub enum Event {
         /// Transaction hash.
         hash: Hash,
         /// Reason.
-        error: String,
+        error: TxError,
     },
 }
 
@@ -135,8 +150,8 @@ const T_ACCOUNT: u8 = 1;
 const T_NODE: u8 = 2;
 const T_CONFIG: u8 = 3;
 
-/// The ledger state: accounts, nodes, config, height.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The ledger state: accounts, nodes, config, height (equality ignores dirty-key tracking).
+#[derive(Clone, Debug)]
 pub struct State {
     chain_id: String,
     height: u64,
@@ -147,14 +162,47 @@ pub struct State {
     root: Hash,
 }
 
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain_id == other.chain_id
+            && self.height == other.height
+            && self.accounts == other.accounts
+            && self.nodes == other.nodes
+            && self.config == other.config
+            && self.root == other.root
+    }
+}
+impl Eq for State {}
+
 fn key(table: u8, id: &[u8]) -> Vec<u8> {
     let mut k = vec![table];
     k.extend_from_slice(id);
     k
 }
 
-fn corrupt(reason: &'static str) -> TxError {
-    TxError::Malformed { reason }
+fn corrupt(reason: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        reason: reason.into(),
+    }
+}
+
+fn corrupt_entry(what: &str) -> impl Fn(TxError) -> StateError + '_ {
+    move |e| corrupt(format!("{what}: {e}"))
+}
+
+fn write_roles(w: &mut Writer, roles: &Roles) {
+    for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
+        w.bool(r);
+    }
+}
+
+fn read_roles(r: &mut Reader<'_>) -> Result<Roles, TxError> {
+    Ok(Roles {
+        validator: r.bool()?,
+        storage: r.bool()?,
+        gateway: r.bool()?,
+        cache: r.bool()?,
+    })
 }
 
 fn enc_account(a: &Account) -> Vec<u8> {
@@ -168,7 +216,7 @@ fn enc_account(a: &Account) -> Vec<u8> {
 fn dec_account(b: &[u8]) -> Result<Account, TxError> {
     let mut r = Reader::new(b);
     let a = Account {
-        name: r.str(1024)?,
+        name: r.str(MAX_NAME_SIZE_BYTES)?,
         nonce_max: r.u64()?,
         nonce_window: r.u64()?,
     };
@@ -180,15 +228,8 @@ fn enc_node(n: &NodeRecord) -> Vec<u8> {
     let mut w = Writer::default();
     w.fixed(&n.operator);
     w.str(&n.zone);
-    for r in [
-        n.roles.validator,
-        n.roles.storage,
-        n.roles.gateway,
-        n.roles.cache,
-    ] {
-        w.bool(r);
-    }
-    w.u64(n.addresses.len() as u64);
+    write_roles(&mut w, &n.roles);
+    w.len(n.addresses.len());
     for a in &n.addresses {
         w.str(a);
     }
@@ -207,20 +248,12 @@ fn enc_node(n: &NodeRecord) -> Vec<u8> {
 fn dec_node(b: &[u8]) -> Result<NodeRecord, TxError> {
     let mut r = Reader::new(b);
     let operator = r.fixed::<32>()?;
-    let zone = r.str(1024)?;
-    let roles = Roles {
-        validator: r.bool()?,
-        storage: r.bool()?,
-        gateway: r.bool()?,
-        cache: r.bool()?,
-    };
-    let count = r.u64()?;
-    if count > 64 {
-        return Err(corrupt("too many addresses"));
-    }
-    let mut addresses = Vec::new();
+    let zone = r.str(MAX_ZONE_SIZE_BYTES)?;
+    let roles = read_roles(&mut r)?;
+    let count = r.len(MAX_ADDRESSES)?;
+    let mut addresses = Vec::with_capacity(count);
     for _ in 0..count {
-        addresses.push(r.str(1024)?);
+        addresses.push(r.str(MAX_ADDRESS_SIZE_BYTES)?);
     }
     let n = NodeRecord {
         operator,
@@ -249,7 +282,7 @@ fn enc_config(c: &ConfigEntry) -> Vec<u8> {
 fn dec_config(b: &[u8]) -> Result<ConfigEntry, TxError> {
     let mut r = Reader::new(b);
     let c = ConfigEntry {
-        value: r.str(1 << 20)?,
+        value: r.str(MAX_CONFIG_VALUE_SIZE_BYTES)?,
         version: r.u64()?,
         set_by: r.fixed::<32>()?,
         set_height: r.u64()?,
@@ -265,6 +298,14 @@ fn enc_meta(chain_id: &str, height: u64) -> Vec<u8> {
     w.0
 }
 
+fn dec_meta(b: &[u8]) -> Result<(String, u64), TxError> {
+    let mut r = Reader::new(b);
+    let chain_id = r.str(MAX_CHAIN_ID_SIZE_BYTES)?;
+    let height = r.u64()?;
+    r.finish()?;
+    Ok((chain_id, height))
+}
+
 /// Checks a nonce against the sliding window; returns the updated (max, window).
 pub fn check_nonce(account: &Account, nonce: u64) -> Result<(u64, u64), TxError> {
     if nonce == 0 {
@@ -275,7 +316,7 @@ pub fn check_nonce(account: &Account, nonce: u64) -> Result<(u64, u64), TxError>
     }
     if nonce > account.nonce_max {
         let shift = nonce - account.nonce_max;
-        let window = if shift >= 64 {
+        let window = if shift >= u64::from(u64::BITS) {
             0
         } else {
             account.nonce_window << shift
@@ -297,26 +338,45 @@ pub fn check_nonce(account: &Account, nonce: u64) -> Result<(u64, u64), TxError>
 }
 
 impl State {
-    /// State at height 0 from a genesis description.
-    pub fn genesis(g: &Genesis) -> Result<Self, TxError> {
-        let mut s = Self {
-            chain_id: g.chain_id.clone(),
+    fn empty(chain_id: String) -> Self {
+        Self {
+            chain_id,
             height: 0,
             accounts: BTreeMap::new(),
             nodes: BTreeMap::new(),
             config: BTreeMap::new(),
             dirty: BTreeSet::new(),
             root: [0; 32],
-        };
-        if g.chain_id.is_empty() || g.chain_id.len() > 64 {
+        }
+    }
+
+    /// State at height 0 from a genesis description (every field is validated like a tx's).
+    pub fn genesis(g: &Genesis) -> Result<Self, TxError> {
+        if g.chain_id.is_empty() || g.chain_id.len() > MAX_CHAIN_ID_SIZE_BYTES {
             return Err(TxError::InvalidField {
                 field: "chain_id",
-                reason: "length must be 1..=64 bytes".into(),
+                reason: format!(
+                    "length is {} bytes, must be 1..={MAX_CHAIN_ID_SIZE_BYTES}",
+                    g.chain_id.len()
+                ),
             });
         }
+        let mut s = Self::empty(g.chain_id.clone());
         for (id, name) in &g.accounts {
-            if s.accounts.contains_key(id) {
-                continue; // An operator listed as both account and node operator.
+            validate_name(name)?;
+            match s.accounts.get(id) {
+                // The same account listed twice (e.g. as an account and as a node operator).
+                Some(a) if a.name == *name => continue,
+                Some(a) => {
+                    return Err(TxError::InvalidField {
+                        field: "accounts",
+                        reason: format!(
+                            "one key is listed with two names ({:?} and {name:?})",
+                            a.name
+                        ),
+                    })
+                }
+                None => {}
             }
             s.accounts.insert(
                 *id,
@@ -329,6 +389,7 @@ impl State {
             s.dirty.insert(key(T_ACCOUNT, id));
         }
         for (id, n) in &g.nodes {
+            validate_node(&n.zone, &n.roles, &n.addresses)?;
             if !s.accounts.contains_key(&n.operator) {
                 return Err(TxError::UnknownAccount);
             }
@@ -356,15 +417,15 @@ impl State {
         Ok(s)
     }
 
-    /// Height of the last applied block.
+    /// Height of the last applied block (0 = genesis).
     pub fn height(&self) -> u64 {
         self.height
     }
-    /// Chain id.
+    /// Chain id from the genesis.
     pub fn chain_id(&self) -> &str {
         &self.chain_id
     }
-    /// Commitment to the whole state (cached, recomputed per block).
+    /// Commitment to the whole state and height (cached, recomputed per block).
     pub fn state_root(&self) -> Hash {
         self.root
     }
@@ -372,7 +433,7 @@ impl State {
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
         self.accounts.get(id)
     }
-    /// All accounts.
+    /// All accounts, sorted by id.
     pub fn accounts(&self) -> impl Iterator<Item = (&AccountId, &Account)> {
         self.accounts.iter()
     }
@@ -380,7 +441,7 @@ impl State {
     pub fn node(&self, id: &NodeId) -> Option<&NodeRecord> {
         self.nodes.get(id)
     }
-    /// All nodes.
+    /// All nodes, sorted by id.
     pub fn nodes(&self) -> impl Iterator<Item = (&NodeId, &NodeRecord)> {
         self.nodes.iter()
     }
@@ -388,14 +449,16 @@ impl State {
     pub fn config(&self, key: &str) -> Option<&ConfigEntry> {
         self.config.get(key)
     }
-    /// All config entries.
+    /// All config entries, sorted by key.
     pub fn configs(&self) -> impl Iterator<Item = (&String, &ConfigEntry)> {
         self.config.iter()
     }
 
-    /// Every entry in canonical form, sorted by key.
+    /// Every entry as canonical (key, value) bytes, sorted by key; keys start with a table byte.
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut out = vec![(vec![T_META], enc_meta(&self.chain_id, self.height))];
+        let mut out =
+            Vec::with_capacity(1 + self.accounts.len() + self.nodes.len() + self.config.len());
+        out.push((vec![T_META], enc_meta(&self.chain_id, self.height)));
         out.extend(
             self.accounts
                 .iter()
@@ -411,6 +474,7 @@ impl State {
                 .iter()
                 .map(|(k, c)| (key(T_CONFIG, k.as_bytes()), enc_config(c))),
         );
+        debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted");
         out
     }
 
@@ -431,7 +495,8 @@ impl State {
         }
     }
 
-    /// Entries changed since the last call (`None` = deleted).
+    /// Entries changed since the last call (`None` = deleted), sorted by key; always includes
+    /// the height entry after genesis or a block.
     pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let dirty = std::mem::take(&mut self.dirty);
         dirty
@@ -443,45 +508,56 @@ impl State {
             .collect()
     }
 
-    /// Rebuilds state from [`State::entries`] (e.g. loaded from disk).
+    /// Rebuilds a state from [`State::entries`] (e.g. loaded from disk); same root as the original.
     pub fn from_entries(
         entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> Result<Self, TxError> {
-        let mut s = Self {
-            chain_id: String::new(),
-            height: 0,
-            accounts: BTreeMap::new(),
-            nodes: BTreeMap::new(),
-            config: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            root: [0; 32],
-        };
+    ) -> Result<Self, StateError> {
+        let mut s = Self::empty(String::new());
         let mut meta = false;
         for (k, v) in entries {
             let Some((table, id)) = k.split_first() else {
                 return Err(corrupt("empty key"));
             };
-            match *table {
+            let duplicate = match *table {
                 T_META => {
-                    let mut r = Reader::new(&v);
-                    s.chain_id = r.str(1024)?;
-                    s.height = r.u64()?;
-                    r.finish()?;
-                    meta = true;
+                    if !id.is_empty() {
+                        return Err(corrupt("height key has a suffix"));
+                    }
+                    let (chain_id, height) = dec_meta(&v).map_err(corrupt_entry("height entry"))?;
+                    if height == u64::MAX {
+                        return Err(corrupt("height is at its maximum"));
+                    }
+                    s.chain_id = chain_id;
+                    s.height = height;
+                    std::mem::replace(&mut meta, true)
                 }
                 T_ACCOUNT => {
-                    let id: AccountId = id.try_into().map_err(|_| corrupt("account key"))?;
-                    s.accounts.insert(id, dec_account(&v)?);
+                    let id: AccountId = id
+                        .try_into()
+                        .map_err(|_| corrupt("account key is not 32 bytes"))?;
+                    let a = dec_account(&v).map_err(corrupt_entry("account entry"))?;
+                    s.accounts.insert(id, a).is_some()
                 }
                 T_NODE => {
-                    let id: NodeId = id.try_into().map_err(|_| corrupt("node key"))?;
-                    s.nodes.insert(id, dec_node(&v)?);
+                    let id: NodeId = id
+                        .try_into()
+                        .map_err(|_| corrupt("node key is not 32 bytes"))?;
+                    let n = dec_node(&v).map_err(corrupt_entry("node entry"))?;
+                    s.nodes.insert(id, n).is_some()
                 }
                 T_CONFIG => {
-                    let k = std::str::from_utf8(id).map_err(|_| corrupt("config key"))?;
-                    s.config.insert(k.to_string(), dec_config(&v)?);
+                    if id.is_empty() || id.len() > MAX_CONFIG_KEY_SIZE_BYTES {
+                        return Err(corrupt("config key length out of bounds"));
+                    }
+                    let k =
+                        std::str::from_utf8(id).map_err(|_| corrupt("config key is not UTF-8"))?;
+                    let c = dec_config(&v).map_err(corrupt_entry("config entry"))?;
+                    s.config.insert(k.to_string(), c).is_some()
                 }
-                _ => return Err(corrupt("unknown table")),
+                other => return Err(corrupt(format!("unknown table {other}"))),
+            };
+            if duplicate {
+                return Err(corrupt("duplicate key"));
             }
         }
         if !meta {
@@ -491,47 +567,45 @@ impl State {
         Ok(s)
     }
 
+    /// blake3 over the domain tag and every length-prefixed (key, value), in key order.
     fn compute_root(&self) -> Hash {
         let mut h = blake3::Hasher::new();
-        h.update(b"cairn/state/v1\0");
+        h.update(STATE_ROOT_DOMAIN);
         for (k, v) in self.entries() {
-            h.update(&(k.len() as u32).to_le_bytes());
+            h.update(&(k.len() as u64).to_le_bytes());
             h.update(&k);
-            h.update(&(v.len() as u32).to_le_bytes());
+            h.update(&(v.len() as u64).to_le_bytes());
             h.update(&v);
         }
         *h.finalize().as_bytes()
     }
 
-    /// Stateful checks of one transaction against the current state (no change).
+    /// Stateful checks of one transaction against the current state, changing nothing; the
+    /// mempool calls it after [`SignedTx::decode_and_verify`]. Same rules as block application.
     pub fn check_tx(&self, tx: &SignedTx) -> Result<(), TxError> {
-        self.clone_free_check(tx)
+        self.check_stateful(tx).map(|_| ())
     }
 
-    fn clone_free_check(&self, stx: &SignedTx) -> Result<(), TxError> {
+    /// Returns the signer's (nonce_max, nonce_window) after accepting `stx`.
+    fn check_stateful(&self, stx: &SignedTx) -> Result<(u64, u64), TxError> {
+        const FRESH: Account = Account {
+            name: String::new(),
+            nonce_max: 0,
+            nonce_window: 0,
+        };
         let tx = &stx.tx;
-        let nonce_account;
         let account = match (&tx.kind, self.accounts.get(&tx.signer)) {
             (TxKind::RegisterAccount { .. }, Some(_)) => return Err(TxError::AccountExists),
-            (TxKind::RegisterAccount { .. }, None) => {
-                nonce_account = Account {
-                    name: String::new(),
-                    nonce_max: 0,
-                    nonce_window: 0,
-                };
-                &nonce_account
-            }
+            (TxKind::RegisterAccount { .. }, None) => &FRESH,
             (_, None) => return Err(TxError::UnknownAccount),
             (_, Some(a)) => a,
         };
-        check_nonce(account, tx.nonce)?;
+        let nonce = check_nonce(account, tx.nonce)?;
         match &tx.kind {
-            TxKind::RegisterAccount { .. } => Ok(()),
+            TxKind::RegisterAccount { .. } => {}
             TxKind::RegisterNode { node, .. } => {
                 if self.nodes.contains_key(node) {
-                    Err(TxError::NodeExists)
-                } else {
-                    Ok(())
+                    return Err(TxError::NodeExists);
                 }
             }
             TxKind::Heartbeat { node, seq } => {
@@ -545,7 +619,6 @@ impl State {
                         last: n.last_heartbeat_seq,
                     });
                 }
-                Ok(())
             }
             TxKind::ConfigSet {
                 key,
@@ -559,27 +632,35 @@ impl State {
                         current,
                     });
                 }
-                Ok(())
+                if current == u64::MAX {
+                    return Err(TxError::InvalidField {
+                        field: "expected_version",
+                        reason: "the entry's version space is exhausted; use a new key".into(),
+                    });
+                }
             }
         }
+        Ok(nonce)
     }
 
     fn apply_tx(&mut self, stx: &SignedTx, height: u64) -> Result<Event, TxError> {
-        self.clone_free_check(stx)?;
+        let (nonce_max, nonce_window) = self.check_stateful(stx)?;
         let tx = &stx.tx;
         let account = self.accounts.entry(tx.signer).or_insert_with(|| Account {
             name: String::new(),
             nonce_max: 0,
             nonce_window: 0,
         });
-        let (max, window) = check_nonce(account, tx.nonce).expect("checked above");
-        account.nonce_max = max;
-        account.nonce_window = window;
+        account.nonce_max = nonce_max;
+        account.nonce_window = nonce_window;
         self.dirty.insert(key(T_ACCOUNT, &tx.signer));
         Ok(match &tx.kind {
             TxKind::RegisterAccount { name } => {
                 account.name = name.clone();
-                Event::AccountRegistered { account: tx.signer }
+                Event::AccountRegistered {
+                    account: tx.signer,
+                    name: name.clone(),
+                }
             }
             TxKind::RegisterNode {
                 node,
@@ -604,10 +685,16 @@ impl State {
                     },
                 );
                 self.dirty.insert(key(T_NODE, node));
-                Event::NodeRegistered { node: *node }
+                Event::NodeRegistered {
+                    node: *node,
+                    operator: tx.signer,
+                }
             }
             TxKind::Heartbeat { node, seq } => {
-                let n = self.nodes.get_mut(node).expect("checked above");
+                let n = self
+                    .nodes
+                    .get_mut(node)
+                    .expect("check_stateful found the node");
                 n.last_heartbeat_seq = *seq;
                 n.last_heartbeat_height = height;
                 self.dirty.insert(key(T_NODE, node));
@@ -621,6 +708,7 @@ impl State {
                 value,
                 expected_version,
             } => {
+                // check_stateful ruled out u64::MAX.
                 let version = expected_version + 1;
                 self.config.insert(
                     k.clone(),
@@ -640,7 +728,7 @@ impl State {
         })
     }
 
-    /// Stateless validation of a block's transactions (count, decode, fields, signatures).
+    /// Validates the block statelessly (count, each tx decode_and_verify) without changing state.
     pub fn validate_block_txs<B: AsRef<[u8]>>(txs: &[B]) -> Result<Vec<SignedTx>, BlockError> {
         if txs.len() > MAX_TXS_PER_BLOCK {
             return Err(BlockError::TooManyTxs {
@@ -657,34 +745,48 @@ impl State {
             .collect()
     }
 
-    /// Validates then applies a block of encoded transactions at `height`.
+    /// Applies a finalized block of encoded txs at `height` (must be `height() + 1`); a
+    /// stateless-invalid tx fails the block with the state unchanged.
     pub fn apply_block<B: AsRef<[u8]>>(
         &mut self,
         height: u64,
         txs: &[B],
     ) -> Result<BlockOutcome, BlockError> {
+        self.check_height(height)?;
         let txs = Self::validate_block_txs(txs)?;
         self.apply_verified_block(height, &txs)
     }
 
-    /// Applies transactions the caller already validated statelessly (e.g. via a signature
-    /// cache). Stateful failures skip the transaction and produce a rejected receipt.
+    fn check_height(&self, height: u64) -> Result<(), BlockError> {
+        // from_entries refuses u64::MAX and blocks only add one, so this cannot overflow.
+        let expected = self.height + 1;
+        if height != expected {
+            return Err(BlockError::WrongHeight {
+                expected,
+                got: height,
+            });
+        }
+        Ok(())
+    }
+
+    /// Like [`State::apply_block`] for txs whose signatures the caller already verified (e.g.
+    /// via a cache); fields are re-validated here, signatures are not.
     pub fn apply_verified_block(
         &mut self,
         height: u64,
         txs: &[SignedTx],
     ) -> Result<BlockOutcome, BlockError> {
-        if height != self.height + 1 {
-            return Err(BlockError::WrongHeight {
-                expected: self.height + 1,
-                got: height,
-            });
-        }
+        self.check_height(height)?;
         if txs.len() > MAX_TXS_PER_BLOCK {
             return Err(BlockError::TooManyTxs {
                 count: txs.len(),
                 max: MAX_TXS_PER_BLOCK,
             });
+        }
+        for (index, tx) in txs.iter().enumerate() {
+            tx.tx
+                .validate()
+                .map_err(|error| BlockError::BadTx { index, error })?;
         }
         let mut events = Vec::with_capacity(txs.len());
         let mut receipts = Vec::with_capacity(txs.len());
@@ -697,7 +799,7 @@ impl State {
                 Err(error) => {
                     events.push(Event::TxRejected {
                         hash: tx.hash(),
-                        error: error.to_string(),
+                        error: error.clone(),
                     });
                     receipts.push(Err(error));
                 }

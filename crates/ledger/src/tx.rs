@@ -21,6 +21,26 @@ pub const MAX_ADDRESS_SIZE_BYTES: usize = 64;
 pub const MAX_CONFIG_KEY_SIZE_BYTES: usize = 128;
 /// Longest config value.
 pub const MAX_CONFIG_VALUE_SIZE_BYTES: usize = 2048;
+// Every transaction that passes `Tx::validate` encodes within MAX_TX_SIZE_BYTES (the largest
+// is a ConfigSet: signer, nonce, tag, key, value, expected_version, signature).
+const _: () = assert!(
+    32 + 8 + 1 + (4 + MAX_CONFIG_KEY_SIZE_BYTES) + (4 + MAX_CONFIG_VALUE_SIZE_BYTES) + 8 + 64
+        <= MAX_TX_SIZE_BYTES
+);
+const _: () = assert!(
+    32 + 8
+        + 1
+        + 32
+        + (4 + MAX_ZONE_SIZE_BYTES)
+        + 4
+        + 4
+        + MAX_ADDRESSES * (4 + MAX_ADDRESS_SIZE_BYTES)
+        + 8
+        + 8
+        + 64
+        <= MAX_TX_SIZE_BYTES
+);
+
 /// Domain separation prefix of the signed message.
 pub const SIGNING_DOMAIN: &[u8] = b"cairn/tx/v1\0";
 
@@ -112,16 +132,53 @@ fn check_charset(
     ok: impl Fn(char) -> bool,
 ) -> Result<(), TxError> {
     if v.is_empty() || v.len() > max {
-        return Err(invalid(field, format!("length must be 1..={max} bytes")));
+        return Err(invalid(
+            field,
+            format!("length is {} bytes, must be 1..={max}", v.len()),
+        ));
     }
     if let Some(c) = v.chars().find(|c| !ok(*c)) {
-        return Err(invalid(field, format!("character {c:?} not allowed")));
+        return Err(invalid(field, format!("character {c:?} is not allowed")));
     }
     Ok(())
 }
 
 fn lower(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
+/// Checks an account name: 1..=[`MAX_NAME_SIZE_BYTES`] bytes of `[a-z0-9-]`.
+pub(crate) fn validate_name(name: &str) -> Result<(), TxError> {
+    check_charset("name", name, MAX_NAME_SIZE_BYTES, lower)
+}
+
+/// Checks the fields a node registration carries (transaction or genesis).
+pub(crate) fn validate_node(
+    zone: &str,
+    roles: &Roles,
+    addresses: &[String],
+) -> Result<(), TxError> {
+    check_charset("zone", zone, MAX_ZONE_SIZE_BYTES, lower)?;
+    if !(roles.validator || roles.storage || roles.gateway || roles.cache) {
+        return Err(invalid("roles", "at least one role is required"));
+    }
+    if addresses.is_empty() || addresses.len() > MAX_ADDRESSES {
+        return Err(invalid(
+            "addresses",
+            format!("{} given, must be 1..={MAX_ADDRESSES}", addresses.len()),
+        ));
+    }
+    for a in addresses {
+        if a.len() > MAX_ADDRESS_SIZE_BYTES {
+            return Err(invalid(
+                "addresses",
+                format!("{a:?} is longer than {MAX_ADDRESS_SIZE_BYTES} bytes"),
+            ));
+        }
+        a.parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid("addresses", format!("{a:?} is not ip:port")))?;
+    }
+    Ok(())
 }
 
 impl Tx {
@@ -154,7 +211,7 @@ impl Tx {
                 for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
                     w.bool(r);
                 }
-                w.0.extend_from_slice(&(addresses.len() as u32).to_le_bytes());
+                w.len(addresses.len());
                 for a in addresses {
                     w.str(a);
                 }
@@ -195,12 +252,7 @@ impl Tx {
                     gateway: r.bool()?,
                     cache: r.bool()?,
                 };
-                let count = u32::from_le_bytes(r.fixed::<4>()?) as usize;
-                if count > MAX_ADDRESSES {
-                    return Err(TxError::Malformed {
-                        reason: "too many addresses",
-                    });
-                }
+                let count = r.len(MAX_ADDRESSES)?;
                 let mut addresses = Vec::with_capacity(count);
                 for _ in 0..count {
                     addresses.push(r.str(MAX_ADDRESS_SIZE_BYTES)?);
@@ -236,50 +288,49 @@ impl Tx {
         })
     }
 
-    /// Signs the body with the signer's key.
+    fn signing_message(&self) -> Vec<u8> {
+        let mut w = Writer(SIGNING_DOMAIN.to_vec());
+        self.write(&mut w);
+        w.0
+    }
+
+    /// Signs the body with `key` (which should be the signer's key).
     pub fn sign(self, key: &SigningKey) -> SignedTx {
-        let mut msg = SIGNING_DOMAIN.to_vec();
-        msg.extend_from_slice(&self.encode());
-        let signature = key.sign(&msg).to_bytes();
+        let signature = key.sign(&self.signing_message()).to_bytes();
         SignedTx {
             tx: self,
             signature,
         }
     }
 
-    /// Field checks that need no state.
+    /// Field checks that need no state (all bounds, charsets, addresses, roles, nonce >= 1).
     pub fn validate(&self) -> Result<(), TxError> {
         if self.nonce == 0 {
             return Err(invalid("nonce", "nonces start at 1"));
         }
         match &self.kind {
-            TxKind::RegisterAccount { name } => {
-                check_charset("name", name, MAX_NAME_SIZE_BYTES, lower)
-            }
+            TxKind::RegisterAccount { name } => validate_name(name),
             TxKind::RegisterNode {
                 zone,
                 roles,
                 addresses,
                 ..
-            } => {
-                check_charset("zone", zone, MAX_ZONE_SIZE_BYTES, lower)?;
-                if !(roles.validator || roles.storage || roles.gateway || roles.cache) {
-                    return Err(invalid("roles", "at least one role is required"));
-                }
-                if addresses.is_empty() {
-                    return Err(invalid("addresses", "at least one address is required"));
-                }
-                for a in addresses {
-                    a.parse::<std::net::SocketAddr>()
-                        .map_err(|_| invalid("addresses", format!("{a:?} is not ip:port")))?;
-                }
-                Ok(())
-            }
+            } => validate_node(zone, roles, addresses),
             TxKind::Heartbeat { .. } => Ok(()),
-            TxKind::ConfigSet { key, .. } => {
+            TxKind::ConfigSet { key, value, .. } => {
                 check_charset("key", key, MAX_CONFIG_KEY_SIZE_BYTES, |c| {
                     c.is_ascii_alphanumeric() || "._/-".contains(c)
-                })
+                })?;
+                if value.len() > MAX_CONFIG_VALUE_SIZE_BYTES {
+                    return Err(invalid(
+                        "value",
+                        format!(
+                            "{} bytes, must be at most {MAX_CONFIG_VALUE_SIZE_BYTES}",
+                            value.len()
+                        ),
+                    ));
+                }
+                Ok(())
             }
         }
     }
@@ -294,7 +345,7 @@ impl SignedTx {
         w.0
     }
 
-    /// Strict decode: bounded, canonical, no trailing bytes.
+    /// Strict canonical decode: bounded lengths, known tags, bools 0/1, UTF-8, no trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
         if bytes.len() > MAX_TX_SIZE_BYTES {
             return Err(TxError::Oversize {
@@ -309,13 +360,14 @@ impl SignedTx {
         Ok(Self { tx, signature })
     }
 
-    /// Checks the signature against the signer key.
+    /// Checks the signature (`verify_strict`) against the signer key.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = VerifyingKey::from_bytes(&self.tx.signer).map_err(|_| TxError::BadSignature)?;
-        let mut msg = SIGNING_DOMAIN.to_vec();
-        msg.extend_from_slice(&self.tx.encode());
-        key.verify_strict(&msg, &Signature::from_bytes(&self.signature))
-            .map_err(|_| TxError::BadSignature)
+        key.verify_strict(
+            &self.tx.signing_message(),
+            &Signature::from_bytes(&self.signature),
+        )
+        .map_err(|_| TxError::BadSignature)
     }
 
     /// Decode, field checks and signature: everything that needs no state.
