@@ -47,17 +47,11 @@ impl Application {
     async fn pending_hashes(
         &self,
         mut ancestry: impl Ancestry<Block>,
-        skip_first: bool,
     ) -> Option<(Digested<Block>, HashSet<Hash>)> {
         let finalized = self.shared.finalized_height();
         let first = ancestry.next().await?;
         let mut exclude = HashSet::new();
-        let start = if skip_first {
-            ancestry.next().await
-        } else {
-            Some(first.clone())
-        };
-        let mut cursor = start;
+        let mut cursor = Some(first.clone());
         // Bounded: at most the (small) number of notarized-but-unfinalized ancestors.
         while let Some(block) = cursor {
             if block.inner().height <= finalized {
@@ -106,7 +100,7 @@ where
                 }
             }
         }
-        let (parent, exclude) = self.pending_hashes(ancestry, false).await?;
+        let (parent, exclude) = self.pending_hashes(ancestry).await?;
         let txs = self
             .shared
             .mempool
@@ -125,9 +119,10 @@ where
     async fn verify(
         &mut self,
         (_context, _consensus): (E, Self::Context),
-        ancestry: impl Ancestry<Block>,
+        mut ancestry: impl Ancestry<Block>,
     ) -> bool {
-        let Some((block, _)) = self.pending_hashes(ancestry, true).await else {
+        // Only the tip is needed: stateless checks do not depend on ancestors.
+        let Some(block) = ancestry.next().await else {
             return false;
         };
         let block = block.inner();

@@ -460,8 +460,15 @@ async fn run_finalizer(
             ack.acknowledge();
             continue;
         }
-        // Durable state trails marshal (e.g. state store restored from an older copy): replay
-        // the missing finalized blocks from marshal's archive before this one.
+        // Durable state trails marshal (state is persisted every PERSIST_EVERY_BLOCKS heights):
+        // replay the missing finalized blocks from marshal's archive before this one.
+        if block.height > applied + 1 {
+            info!(
+                from = applied + 1,
+                to = block.height - 1,
+                "replaying finalized blocks from the archive"
+            );
+        }
         for height in applied + 1..block.height {
             let Some(missing) = marshal
                 .get_block(Identifier::Height(Height::new(height)))

@@ -1,11 +1,12 @@
 //! Durable ledger state: the entries of [`cairn_ledger::State`] keyed by their canonical bytes.
 //!
-//! Contract: `commit(height, dirty)` is atomic (all of a block's changes or none) and durable
-//! when it returns. `load` returns the state as of the last committed height. Together with
-//! marshal's block archive (which is synced before a block is delivered) this is what keeps the
-//! application from running ahead of consensus (commonware monorepo#3727): state is only ever
-//! written for blocks marshal already holds durably, and marshal redelivers anything above its
-//! acknowledged height, which the node skips if already applied.
+//! Contract: `commit(height, dirty)` is atomic (all the changes or none) and durable when it
+//! returns; `dirty` may merge the changes of several blocks up to `height`. `load` returns the
+//! state as of the last committed height. Together with marshal's block archive (which is
+//! synced before a block is delivered) this is what keeps the application from running ahead
+//! of consensus (commonware monorepo#3727): state is only ever written for blocks marshal
+//! already holds durably, and after a restart the finalizer replays from that archive every
+//! finalized block between the loaded height and marshal's first redelivery.
 
 use cairn_ledger::State;
 use commonware_utils::sync::Mutex;

@@ -24,19 +24,23 @@
 //! Limits (all named): [`MAX_TX_SIZE_BYTES`], [`MAX_TXS_PER_BLOCK`], [`NONCE_WINDOW`],
 //! [`MAX_NAME_SIZE_BYTES`], [`MAX_ZONE_SIZE_BYTES`], [`MAX_ADDRESSES`],
 //! [`MAX_ADDRESS_SIZE_BYTES`], [`MAX_CONFIG_KEY_SIZE_BYTES`], [`MAX_CONFIG_VALUE_SIZE_BYTES`],
-//! [`MAX_CHAIN_ID_SIZE_BYTES`]. The state root is recomputed over all entries after each block,
-//! O(entries): fine up to about [`STATE_ROOT_ENTRIES_SOFT_LIMIT`] entries. That is a known
-//! limit, not enforced; an incremental (Merkleized) root is future work.
+//! [`MAX_CHAIN_ID_SIZE_BYTES`].
+//!
+//! State root: an incremental homomorphic multiset hash ([`lthash`]) over every canonical
+//! (key, value) entry, updated in O(entries touched) per block. It commits to the whole state
+//! (the height is an entry) but, unlike a Merkle tree, gives no per-entry inclusion proofs;
+//! light-client proofs are future work.
 
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod lthash;
 pub mod state;
 pub mod tx;
 
 pub use state::{
     check_nonce, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord, NodeRecordInit,
-    State, MAX_CHAIN_ID_SIZE_BYTES, STATE_ROOT_ENTRIES_SOFT_LIMIT,
+    State, MAX_CHAIN_ID_SIZE_BYTES,
 };
 pub use tx::{
     Roles, SignedTx, Tx, TxKind, MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,

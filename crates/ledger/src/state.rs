@@ -2,6 +2,7 @@
 
 use crate::{
     codec::{Reader, Writer},
+    lthash::LtHash,
     tx::{
         validate_name, validate_node, Roles, SignedTx, TxKind, MAX_ADDRESSES,
         MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
@@ -14,10 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest chain id in a genesis.
 pub const MAX_CHAIN_ID_SIZE_BYTES: usize = 64;
-/// Entry count up to which recomputing the state root every block is cheap (known, not enforced).
-pub const STATE_ROOT_ENTRIES_SOFT_LIMIT: usize = 100_000;
-/// Domain tag hashed first into the state root.
-const STATE_ROOT_DOMAIN: &[u8] = b"cairn/state/v1\0";
 
 /// An account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +156,10 @@ pub struct State {
     nodes: BTreeMap<NodeId, NodeRecord>,
     config: BTreeMap<String, ConfigEntry>,
     dirty: BTreeSet<Vec<u8>>,
+    /// Encodings of entries touched since the last root update, as they were before (`None` =
+    /// absent); folded into `acc` at the end of each block.
+    touched: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    acc: LtHash,
     root: Hash,
 }
 
@@ -346,6 +347,8 @@ impl State {
             nodes: BTreeMap::new(),
             config: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            touched: BTreeMap::new(),
+            acc: LtHash::new(),
             root: [0; 32],
         }
     }
@@ -413,7 +416,7 @@ impl State {
             s.dirty.insert(key(T_NODE, id));
         }
         s.dirty.insert(vec![T_META]);
-        s.root = s.compute_root();
+        s.reset_root();
         Ok(s)
     }
 
@@ -563,21 +566,55 @@ impl State {
         if !meta {
             return Err(corrupt("missing height entry"));
         }
-        s.root = s.compute_root();
+        s.reset_root();
         Ok(s)
     }
 
-    /// blake3 over the domain tag and every length-prefixed (key, value), in key order.
-    fn compute_root(&self) -> Hash {
-        let mut h = blake3::Hasher::new();
-        h.update(STATE_ROOT_DOMAIN);
+    /// Recomputes the accumulator from every entry, O(entries); only at genesis and load.
+    fn reset_root(&mut self) {
+        let mut acc = LtHash::new();
         for (k, v) in self.entries() {
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(&k);
-            h.update(&(v.len() as u64).to_le_bytes());
-            h.update(&v);
+            acc.insert(&k, &v);
         }
-        *h.finalize().as_bytes()
+        self.acc = acc;
+        self.touched.clear();
+        self.root = self.acc.checksum();
+    }
+
+    /// Records `k`'s current encoding before it changes; the first call per block wins.
+    fn touch(&mut self, k: Vec<u8>) {
+        if !self.touched.contains_key(&k) {
+            let old = self.entry(&k);
+            self.touched.insert(k.clone(), old);
+        }
+        self.dirty.insert(k);
+    }
+
+    /// Folds the touched entries into the accumulator, O(touched).
+    fn update_root(&mut self) {
+        for (k, old) in std::mem::take(&mut self.touched) {
+            let new = self.entry(&k);
+            if old == new {
+                continue;
+            }
+            if let Some(old) = old {
+                self.acc.remove(&k, &old);
+            }
+            if let Some(new) = new {
+                self.acc.insert(&k, &new);
+            }
+        }
+        self.root = self.acc.checksum();
+        debug_assert!(
+            self.entries().len() > 4096 || {
+                let mut full = LtHash::new();
+                for (k, v) in self.entries() {
+                    full.insert(&k, &v);
+                }
+                full == self.acc
+            },
+            "incremental state root diverged from a full recomputation"
+        );
     }
 
     /// Stateful checks of one transaction against the current state, changing nothing; the
@@ -646,6 +683,7 @@ impl State {
     fn apply_tx(&mut self, stx: &SignedTx, height: u64) -> Result<Event, TxError> {
         let (nonce_max, nonce_window) = self.check_stateful(stx)?;
         let tx = &stx.tx;
+        self.touch(key(T_ACCOUNT, &tx.signer));
         let account = self.accounts.entry(tx.signer).or_insert_with(|| Account {
             name: String::new(),
             nonce_max: 0,
@@ -653,7 +691,6 @@ impl State {
         });
         account.nonce_max = nonce_max;
         account.nonce_window = nonce_window;
-        self.dirty.insert(key(T_ACCOUNT, &tx.signer));
         Ok(match &tx.kind {
             TxKind::RegisterAccount { name } => {
                 account.name = name.clone();
@@ -670,6 +707,7 @@ impl State {
                 capacity_bytes,
                 stake,
             } => {
+                self.touch(key(T_NODE, node));
                 self.nodes.insert(
                     *node,
                     NodeRecord {
@@ -684,20 +722,19 @@ impl State {
                         last_heartbeat_seq: 0,
                     },
                 );
-                self.dirty.insert(key(T_NODE, node));
                 Event::NodeRegistered {
                     node: *node,
                     operator: tx.signer,
                 }
             }
             TxKind::Heartbeat { node, seq } => {
+                self.touch(key(T_NODE, node));
                 let n = self
                     .nodes
                     .get_mut(node)
                     .expect("check_stateful found the node");
                 n.last_heartbeat_seq = *seq;
                 n.last_heartbeat_height = height;
-                self.dirty.insert(key(T_NODE, node));
                 Event::Heartbeat {
                     node: *node,
                     seq: *seq,
@@ -710,6 +747,7 @@ impl State {
             } => {
                 // check_stateful ruled out u64::MAX.
                 let version = expected_version + 1;
+                self.touch(key(T_CONFIG, k.as_bytes()));
                 self.config.insert(
                     k.clone(),
                     ConfigEntry {
@@ -719,7 +757,6 @@ impl State {
                         set_height: height,
                     },
                 );
-                self.dirty.insert(key(T_CONFIG, k.as_bytes()));
                 Event::ConfigChanged {
                     key: k.clone(),
                     version,
@@ -805,9 +842,9 @@ impl State {
                 }
             }
         }
+        self.touch(vec![T_META]);
         self.height = height;
-        self.dirty.insert(vec![T_META]);
-        self.root = self.compute_root();
+        self.update_root();
         Ok(BlockOutcome {
             events,
             receipts,

@@ -29,12 +29,41 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs `cairn init` for `nodes` validators at `base_port` into a fresh temp dir.
+fn init(name: &str, nodes: usize, base_port: u16) -> PathBuf {
+    let dir = tmp(name);
+    let n = nodes.to_string();
+    let out = Command::new(BIN)
+        .args(["init", "--nodes", &n, "--validators", &n, "--base-port"])
+        .arg(base_port.to_string())
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// Appends a node's log to `<dir>/n<i>.log`, kept for post-mortems of a failed run.
+fn log_file(dir: &Path, i: usize) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("n{i:02}.log")))
+        .expect("open node log")
+}
+
 fn spawn(dir: &Path, i: usize) -> Child {
     Command::new(BIN)
         .args(["node", "--config"])
         .arg(dir.join(format!("nodes/n{i:02}/node.toml")))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_file(dir, i))
+        .env("CAIRN_LOG", "warn,cairn_chain=info")
         .spawn()
         .expect("spawn cairn node")
 }
@@ -75,27 +104,8 @@ fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn kill9_restart_catches_up_and_roots_agree() {
-    let dir = tmp("kill9");
     let base = 27_300u16;
-    let out = Command::new(BIN)
-        .args([
-            "init",
-            "--nodes",
-            "4",
-            "--validators",
-            "4",
-            "--base-port",
-            &base.to_string(),
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "init failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = init("kill9", 4, base);
     let admin = |i: usize| base + 1000 + i as u16;
     let mut nodes = Nodes((0..4).map(|i| Some(spawn(&dir, i))).collect());
     assert!(
@@ -135,27 +145,14 @@ fn kill9_restart_catches_up_and_roots_agree() {
         roots.iter().all(|r| r.is_some() && *r == roots[0]),
         "roots differ at {common}: {roots:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("CAIRN_KEEP_TEST_DIR").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]
 fn unknown_config_key_is_a_clear_error() {
-    let dir = tmp("badcfg");
-    let out = Command::new(BIN)
-        .args([
-            "init",
-            "--nodes",
-            "1",
-            "--validators",
-            "1",
-            "--base-port",
-            "27400",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let dir = init("badcfg", 1, 27_400);
     let path = dir.join("nodes/n00/node.toml");
     let text = std::fs::read_to_string(&path).unwrap() + "\nlisten_typo = 1\n";
     std::fs::write(&path, text).unwrap();
@@ -176,22 +173,7 @@ fn unknown_config_key_is_a_clear_error() {
 
 #[test]
 fn taken_port_is_a_clear_error() {
-    let dir = tmp("port");
-    let out = Command::new(BIN)
-        .args([
-            "init",
-            "--nodes",
-            "1",
-            "--validators",
-            "1",
-            "--base-port",
-            "27500",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let dir = init("port", 1, 27_500);
     let _hold = TcpListener::bind(("127.0.0.1", 28_500)).unwrap(); // the node's admin port
     let out = Command::new(BIN)
         .args(["node", "--config"])
