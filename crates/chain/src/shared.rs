@@ -11,7 +11,10 @@ use commonware_cryptography::Digestible;
 use commonware_utils::sync::{Mutex, RwLock};
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 use tokio::sync::{broadcast, watch};
 
@@ -84,6 +87,9 @@ type TxIndex = (HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>);
 /// Node-wide shared state.
 pub struct Shared {
     state: RwLock<State>,
+    /// Mirror of the state's height, so hot paths (propose, status) never wait on the state
+    /// lock while a block is being applied; stored under that lock after the mempool is pruned.
+    height: AtomicU64,
     /// Validated transactions waiting for a block.
     pub mempool: Mempool,
     sig_cache: Arc<SigCache>,
@@ -137,6 +143,7 @@ impl Shared {
         let (finalized_tx, _) = watch::channel(summary);
         let (blocks_tx, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
         Ok(Arc::new(Self {
+            height: AtomicU64::new(state.height()),
             state: RwLock::new(state),
             mempool,
             sig_cache,
@@ -159,7 +166,7 @@ impl Shared {
 
     /// Latest finalized (and applied) height.
     pub fn finalized_height(&self) -> u64 {
-        self.state.read().height()
+        self.height.load(Ordering::Acquire)
     }
 
     /// Runs `f` with read access to the finalized ledger state.
@@ -211,12 +218,8 @@ impl Shared {
     /// Admits a transaction relayed by a peer (no re-gossip; invalid ones are dropped).
     pub fn admit_gossip(&self, bytes: Bytes) -> bool {
         match self.check_tx_bytes(&bytes) {
-            Ok((tx, hash)) => {
+            Ok((_, hash)) => {
                 if self.tx_index.lock().0.contains_key(&hash) {
-                    return false;
-                }
-                // Drops replays of transactions already finalized and evicted from the index.
-                if self.state.read().check_tx(&tx).is_err() {
                     return false;
                 }
                 matches!(self.mempool.insert(hash, bytes, false), Ok(true))
@@ -277,6 +280,7 @@ impl Shared {
             // let them be included twice).
             self.mempool.remove(tx_hashes.iter());
             self.index_receipts(block.height, &tx_hashes, &outcome.receipts);
+            self.height.store(block.height, Ordering::Release);
             let dirty = block
                 .height
                 .is_multiple_of(PERSIST_EVERY_BLOCKS)
