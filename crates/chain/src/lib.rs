@@ -10,8 +10,9 @@
 //!   transactions, never mutate state directly.
 //! - All node logic is generic over commonware runtime traits, so whole networks run in the
 //!   deterministic simulator (see `tests/sim.rs`).
-//! - Restart consistency: ledger state is written only for blocks marshal already archived,
-//!   and a block at or below the applied height is acknowledged without re-applying.
+//! - Restart consistency: ledger state is written only for blocks marshal already archived
+//!   (every [`shared::PERSIST_EVERY_BLOCKS`] heights), a block at or below the applied height
+//!   is acknowledged without re-applying, and a gap above it is replayed from the archive.
 //!
 //! Limits: [`block::MAX_BLOCK_TXS`] transactions and [`block::MAX_BLOCK_TX_BYTES`] bytes per
 //! block, a mempool bounded in count and bytes ([`engine::Config`]), gossip batches of at most
