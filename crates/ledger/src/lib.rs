@@ -26,6 +26,9 @@
 //! [`MAX_ADDRESS_SIZE_BYTES`], [`MAX_CONFIG_KEY_SIZE_BYTES`], [`MAX_CONFIG_VALUE_SIZE_BYTES`],
 //! [`MAX_CHAIN_ID_SIZE_BYTES`].
 //!
+//! Placement ([`placement`]): which storage nodes receive a segment's fragments is a pure
+//! function of the finalized registry (zones, health, free capacity) and a seed.
+//!
 //! State root: an incremental homomorphic multiset hash ([`lthash`]) over every canonical
 //! (key, value) entry, updated in O(entries touched) per block. It commits to the whole state
 //! (the height is an entry) but, unlike a Merkle tree, gives no per-entry inclusion proofs;
@@ -35,6 +38,7 @@
 
 pub mod codec;
 pub mod lthash;
+pub mod placement;
 pub mod state;
 pub mod tx;
 
