@@ -7,7 +7,7 @@
 
 use crate::{
     application::Application,
-    block::Block,
+    block::{Block, MAX_BLOCK_TX_BYTES},
     mempool::{Mempool, SigCache},
     shared::Shared,
     store::{StateStore, StoreError},
@@ -490,6 +490,25 @@ async fn run_finalizer(
     }
 }
 
+/// Splits pending transactions into gossip batches of at most [`MAX_GOSSIP_TXS`] transactions
+/// and [`MAX_BLOCK_TX_BYTES`] bytes, so every batch fits the p2p message limit.
+fn gossip_chunks(txs: &[Bytes]) -> Vec<&[Bytes]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, tx) in txs.iter().enumerate() {
+        if i > start && (i - start == MAX_GOSSIP_TXS || bytes + tx.len() > MAX_BLOCK_TX_BYTES) {
+            out.push(&txs[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += tx.len();
+    }
+    if start < txs.len() {
+        out.push(&txs[start..]);
+    }
+    out
+}
+
 fn encode_batch(txs: &[Bytes]) -> Bytes {
     let size: usize = txs
         .iter()
@@ -540,7 +559,7 @@ async fn run_gossip<E: Clock, S, R>(
         commonware_macros::select! {
             _ = context.sleep(interval) => {
                 let pending = shared.mempool.take_gossip();
-                for chunk in pending.chunks(MAX_GOSSIP_TXS) {
+                for chunk in gossip_chunks(&pending) {
                     let _ = sender.send(Recipients::All, encode_batch(chunk), false);
                 }
             },
@@ -575,5 +594,26 @@ mod tests {
         trailing.push(9);
         assert!(decode_batch(Bytes::from(trailing)).is_none());
         assert!(decode_batch(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x0f])).is_none());
+    }
+
+    #[test]
+    fn gossip_chunks_respect_count_and_byte_bounds() {
+        let big = Bytes::from(vec![1u8; cairn_ledger::MAX_TX_SIZE_BYTES]);
+        let txs = vec![big; 100]; // 6.25 MiB in total
+        let chunks = gossip_chunks(&txs);
+        assert!(chunks.len() >= 4);
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 100);
+        for c in &chunks {
+            let bytes: usize = c.iter().map(Bytes::len).sum();
+            assert!(bytes <= MAX_BLOCK_TX_BYTES && c.len() <= MAX_GOSSIP_TXS);
+            assert!((encode_batch(c).len() as u32) < max_message_size());
+        }
+        let small = vec![Bytes::from_static(b"x"); 1500];
+        let chunks = gossip_chunks(&small);
+        assert_eq!(
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [512, 512, 476]
+        );
+        assert!(gossip_chunks(&[]).is_empty());
     }
 }

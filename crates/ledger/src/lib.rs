@@ -38,6 +38,7 @@
 
 pub mod codec;
 pub mod lthash;
+pub mod objects;
 pub mod placement;
 pub mod state;
 pub mod tx;
@@ -141,6 +142,33 @@ pub enum TxError {
         expected: u64,
         /// Current version (0 = absent).
         current: u64,
+    },
+    /// The bucket does not exist.
+    #[error("no such bucket; create it first")]
+    NoSuchBucket,
+    /// The bucket name is taken.
+    #[error("bucket already exists; pick another name")]
+    BucketExists,
+    /// DeleteBucket on a bucket that still holds objects.
+    #[error("bucket still holds {objects} objects; delete them first")]
+    BucketNotEmpty {
+        /// Objects left.
+        objects: u64,
+    },
+    /// The object does not exist.
+    #[error("no such object")]
+    NoSuchObject,
+    /// A conditional (if-absent) write found the key taken.
+    #[error("object already exists and the write required it to be absent")]
+    ObjectExists,
+    /// The signer may not act for the owner, or the owner does not own the bucket.
+    #[error("not authorized: sign as the bucket owner, or have the owner authorize this gateway")]
+    NotAuthorized,
+    /// The manifest's placement does not fit the bucket or the registry.
+    #[error("invalid placement: {reason}; recompute it from the current node registry")]
+    InvalidPlacement {
+        /// What is wrong.
+        reason: String,
     },
 }
 

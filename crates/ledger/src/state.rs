@@ -3,6 +3,10 @@
 use crate::{
     codec::{Reader, Writer},
     lthash::LtHash,
+    objects::{
+        dec_bucket, dec_object, enc_bucket, enc_object, gateway_key_suffix, object_key_suffix,
+        split_object_key, validate_bucket_name, Bucket, ObjectRecord,
+    },
     tx::{
         validate_name, validate_node, Roles, SignedTx, TxKind, MAX_ADDRESSES,
         MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
@@ -48,6 +52,8 @@ pub struct NodeRecord {
     pub last_heartbeat_height: u64,
     /// Sequence of the last heartbeat.
     pub last_heartbeat_seq: u64,
+    /// Bytes of fragments placed on this node by live manifests.
+    pub used_bytes: u64,
 }
 
 /// A node as listed in genesis.
@@ -122,6 +128,43 @@ pub enum Event {
         /// New version.
         version: u64,
     },
+    /// A new bucket.
+    BucketCreated {
+        /// Bucket name.
+        bucket: String,
+        /// Owner.
+        owner: AccountId,
+    },
+    /// A bucket was deleted.
+    BucketDeleted {
+        /// Bucket name.
+        bucket: String,
+    },
+    /// An object manifest was written (created or replaced).
+    ObjectPut {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// True if it replaced an existing object.
+        replaced: bool,
+    },
+    /// An object was deleted.
+    ObjectDeleted {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// A gateway authorization was granted or revoked.
+    GatewayAuthorization {
+        /// Owner account.
+        owner: AccountId,
+        /// Gateway account.
+        gateway: AccountId,
+        /// Granted (true) or revoked.
+        allowed: bool,
+    },
     /// A transaction that failed a stateful rule (skipped, not applied).
     TxRejected {
         /// Transaction hash.
@@ -146,6 +189,9 @@ const T_META: u8 = 0;
 const T_ACCOUNT: u8 = 1;
 const T_NODE: u8 = 2;
 const T_CONFIG: u8 = 3;
+const T_BUCKET: u8 = 4;
+const T_OBJECT: u8 = 5;
+const T_GATEWAY: u8 = 6;
 
 /// The ledger state: accounts, nodes, config, height (equality ignores dirty-key tracking).
 #[derive(Clone, Debug)]
@@ -155,6 +201,11 @@ pub struct State {
     accounts: BTreeMap<AccountId, Account>,
     nodes: BTreeMap<NodeId, NodeRecord>,
     config: BTreeMap<String, ConfigEntry>,
+    buckets: BTreeMap<String, Bucket>,
+    /// Keyed by [`object_key_suffix`], so one bucket's objects are contiguous and key-sorted.
+    objects: BTreeMap<Vec<u8>, ObjectRecord>,
+    /// (owner, gateway) pairs.
+    gateways: BTreeSet<(AccountId, AccountId)>,
     dirty: BTreeSet<Vec<u8>>,
     /// Encodings of entries touched since the last root update, as they were before (`None` =
     /// absent); folded into `acc` at the end of each block.
@@ -170,6 +221,9 @@ impl PartialEq for State {
             && self.accounts == other.accounts
             && self.nodes == other.nodes
             && self.config == other.config
+            && self.buckets == other.buckets
+            && self.objects == other.objects
+            && self.gateways == other.gateways
             && self.root == other.root
     }
 }
@@ -240,6 +294,7 @@ fn enc_node(n: &NodeRecord) -> Vec<u8> {
         n.registered_height,
         n.last_heartbeat_height,
         n.last_heartbeat_seq,
+        n.used_bytes,
     ] {
         w.u64(v);
     }
@@ -266,6 +321,7 @@ fn dec_node(b: &[u8]) -> Result<NodeRecord, TxError> {
         registered_height: r.u64()?,
         last_heartbeat_height: r.u64()?,
         last_heartbeat_seq: r.u64()?,
+        used_bytes: r.u64()?,
     };
     r.finish()?;
     Ok(n)
@@ -346,6 +402,9 @@ impl State {
             accounts: BTreeMap::new(),
             nodes: BTreeMap::new(),
             config: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            gateways: BTreeSet::new(),
             dirty: BTreeSet::new(),
             touched: BTreeMap::new(),
             acc: LtHash::new(),
@@ -411,6 +470,7 @@ impl State {
                     registered_height: 0,
                     last_heartbeat_height: 0,
                     last_heartbeat_seq: 0,
+                    used_bytes: 0,
                 },
             );
             s.dirty.insert(key(T_NODE, id));
@@ -452,6 +512,35 @@ impl State {
     pub fn config(&self, key: &str) -> Option<&ConfigEntry> {
         self.config.get(key)
     }
+    /// One bucket.
+    pub fn bucket(&self, name: &str) -> Option<&Bucket> {
+        self.buckets.get(name)
+    }
+    /// All buckets, sorted by name.
+    pub fn buckets(&self) -> impl Iterator<Item = (&String, &Bucket)> {
+        self.buckets.iter()
+    }
+    /// One object.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<&ObjectRecord> {
+        self.objects.get(&object_key_suffix(bucket, key))
+    }
+    /// A bucket's objects whose keys start with `prefix`, in key (byte) order.
+    pub fn objects_with_prefix<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ObjectRecord)> + 'a {
+        let start = object_key_suffix(bucket, prefix);
+        let skip = 1 + bucket.len();
+        self.objects
+            .range(start.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&start))
+            .filter_map(move |(k, o)| std::str::from_utf8(&k[skip..]).ok().map(|key| (key, o)))
+    }
+    /// True if `owner` authorized `gateway` to act for it.
+    pub fn gateway_authorized(&self, owner: &AccountId, gateway: &AccountId) -> bool {
+        self.gateways.contains(&(*owner, *gateway))
+    }
     /// All config entries, sorted by key.
     pub fn configs(&self) -> impl Iterator<Item = (&String, &ConfigEntry)> {
         self.config.iter()
@@ -477,6 +566,21 @@ impl State {
                 .iter()
                 .map(|(k, c)| (key(T_CONFIG, k.as_bytes()), enc_config(c))),
         );
+        out.extend(
+            self.buckets
+                .iter()
+                .map(|(b, v)| (key(T_BUCKET, b.as_bytes()), enc_bucket(v))),
+        );
+        out.extend(
+            self.objects
+                .iter()
+                .map(|(k, o)| (key(T_OBJECT, k), enc_object(o))),
+        );
+        out.extend(
+            self.gateways
+                .iter()
+                .map(|(o, g)| (key(T_GATEWAY, &gateway_key_suffix(o, g)), Vec::new())),
+        );
         debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted");
         out
     }
@@ -494,6 +598,16 @@ impl State {
                 .config
                 .get(std::str::from_utf8(id).ok()?)
                 .map(enc_config),
+            T_BUCKET => self
+                .buckets
+                .get(std::str::from_utf8(id).ok()?)
+                .map(enc_bucket),
+            T_OBJECT => self.objects.get(id).map(enc_object),
+            T_GATEWAY => {
+                let (o, g) = id.split_at_checked(32)?;
+                let pair = (o.try_into().ok()?, g.try_into().ok()?);
+                self.gateways.contains(&pair).then(Vec::new)
+            }
             _ => None,
         }
     }
@@ -556,6 +670,29 @@ impl State {
                         std::str::from_utf8(id).map_err(|_| corrupt("config key is not UTF-8"))?;
                     let c = dec_config(&v).map_err(corrupt_entry("config entry"))?;
                     s.config.insert(k.to_string(), c).is_some()
+                }
+                T_BUCKET => {
+                    let name =
+                        std::str::from_utf8(id).map_err(|_| corrupt("bucket name is not UTF-8"))?;
+                    validate_bucket_name(name).map_err(corrupt_entry("bucket key"))?;
+                    let b = dec_bucket(&v).map_err(corrupt_entry("bucket entry"))?;
+                    s.buckets.insert(name.to_string(), b).is_some()
+                }
+                T_OBJECT => {
+                    split_object_key(id).ok_or_else(|| corrupt("object key is malformed"))?;
+                    let o = dec_object(&v).map_err(corrupt_entry("object entry"))?;
+                    s.objects.insert(id.to_vec(), o).is_some()
+                }
+                T_GATEWAY => {
+                    if id.len() != 64 || !v.is_empty() {
+                        return Err(corrupt("gateway entry is malformed"));
+                    }
+                    let (o, g) = id.split_at(32);
+                    let pair = (
+                        o.try_into().expect("32 bytes"),
+                        g.try_into().expect("32 bytes"),
+                    );
+                    !s.gateways.insert(pair)
                 }
                 other => return Err(corrupt(format!("unknown table {other}"))),
             };
@@ -676,8 +813,101 @@ impl State {
                     });
                 }
             }
+            TxKind::CreateBucket { owner, bucket, .. } => {
+                self.check_acting(owner, &tx.signer)?;
+                if self.buckets.contains_key(bucket) {
+                    return Err(TxError::BucketExists);
+                }
+            }
+            TxKind::DeleteBucket { owner, bucket } => {
+                let b = self.owned_bucket(owner, &tx.signer, bucket)?;
+                if b.object_count > 0 {
+                    return Err(TxError::BucketNotEmpty {
+                        objects: b.object_count,
+                    });
+                }
+            }
+            TxKind::PutObject {
+                owner,
+                bucket,
+                key,
+                manifest,
+                if_absent,
+            } => {
+                let b = self.owned_bucket(owner, &tx.signer, bucket)?;
+                let k = usize::from(b.data_shards) + usize::from(b.parity_shards);
+                if manifest.placement.len() != k {
+                    return Err(TxError::InvalidPlacement {
+                        reason: format!(
+                            "{} nodes for a bucket coded RS({}, {})",
+                            manifest.placement.len(),
+                            b.data_shards,
+                            b.parity_shards
+                        ),
+                    });
+                }
+                for n in &manifest.placement {
+                    match self.nodes.get(n) {
+                        Some(rec) if rec.roles.storage => {}
+                        _ => {
+                            return Err(TxError::InvalidPlacement {
+                                reason: "a placed node is not a registered storage node".into(),
+                            })
+                        }
+                    }
+                }
+                if *if_absent && self.objects.contains_key(&object_key_suffix(bucket, key)) {
+                    return Err(TxError::ObjectExists);
+                }
+            }
+            TxKind::DeleteObject { owner, bucket, key } => {
+                self.owned_bucket(owner, &tx.signer, bucket)?;
+                if !self.objects.contains_key(&object_key_suffix(bucket, key)) {
+                    return Err(TxError::NoSuchObject);
+                }
+            }
+            TxKind::AuthorizeGateway { .. } => {}
         }
         Ok(nonce)
+    }
+
+    /// The signer may act for `owner`: it is the owner or a gateway the owner authorized.
+    fn check_acting(&self, owner: &AccountId, signer: &AccountId) -> Result<(), TxError> {
+        if owner == signer || self.gateways.contains(&(*owner, *signer)) {
+            Ok(())
+        } else {
+            Err(TxError::NotAuthorized)
+        }
+    }
+
+    fn owned_bucket(
+        &self,
+        owner: &AccountId,
+        signer: &AccountId,
+        bucket: &str,
+    ) -> Result<&Bucket, TxError> {
+        self.check_acting(owner, signer)?;
+        let b = self.buckets.get(bucket).ok_or(TxError::NoSuchBucket)?;
+        if b.owner != *owner {
+            return Err(TxError::NotAuthorized);
+        }
+        Ok(b)
+    }
+
+    /// Adds (or, with `remove`, subtracts) an object's fragment bytes to its placed nodes.
+    fn account_usage(&mut self, record: &ObjectRecord, data_shards: u8, remove: bool) {
+        let per_node = record.manifest.bytes_per_node(data_shards);
+        for n in &record.manifest.placement {
+            if self.nodes.contains_key(n) {
+                self.touch(key(T_NODE, n));
+                let rec = self.nodes.get_mut(n).expect("checked above");
+                rec.used_bytes = if remove {
+                    rec.used_bytes.saturating_sub(per_node)
+                } else {
+                    rec.used_bytes.saturating_add(per_node)
+                };
+            }
+        }
     }
 
     fn apply_tx(&mut self, stx: &SignedTx, height: u64) -> Result<Event, TxError> {
@@ -720,6 +950,7 @@ impl State {
                         registered_height: height,
                         last_heartbeat_height: 0,
                         last_heartbeat_seq: 0,
+                        used_bytes: 0,
                     },
                 );
                 Event::NodeRegistered {
@@ -760,6 +991,100 @@ impl State {
                 Event::ConfigChanged {
                     key: k.clone(),
                     version,
+                }
+            }
+            TxKind::CreateBucket {
+                owner,
+                bucket,
+                acl,
+                data_shards,
+                parity_shards,
+            } => {
+                self.touch(key(T_BUCKET, bucket.as_bytes()));
+                self.buckets.insert(
+                    bucket.clone(),
+                    Bucket {
+                        owner: *owner,
+                        acl: *acl,
+                        data_shards: *data_shards,
+                        parity_shards: *parity_shards,
+                        created_height: height,
+                        object_count: 0,
+                    },
+                );
+                Event::BucketCreated {
+                    bucket: bucket.clone(),
+                    owner: *owner,
+                }
+            }
+            TxKind::DeleteBucket { bucket, .. } => {
+                self.touch(key(T_BUCKET, bucket.as_bytes()));
+                self.buckets.remove(bucket);
+                Event::BucketDeleted {
+                    bucket: bucket.clone(),
+                }
+            }
+            TxKind::PutObject {
+                bucket,
+                key: object,
+                manifest,
+                ..
+            } => {
+                let k = object_key_suffix(bucket, object);
+                let data_shards = self.buckets[bucket].data_shards;
+                self.touch(key(T_OBJECT, &k));
+                self.touch(key(T_BUCKET, bucket.as_bytes()));
+                let record = ObjectRecord {
+                    manifest: manifest.clone(),
+                    put_by: tx.signer,
+                    put_height: height,
+                };
+                self.account_usage(&record, data_shards, false);
+                let old = self.objects.insert(k, record);
+                let replaced = old.is_some();
+                match old {
+                    Some(old) => self.account_usage(&old, data_shards, true),
+                    None => {
+                        let b = self.buckets.get_mut(bucket).expect("checked");
+                        b.object_count += 1;
+                    }
+                }
+                Event::ObjectPut {
+                    bucket: bucket.clone(),
+                    key: object.clone(),
+                    replaced,
+                }
+            }
+            TxKind::DeleteObject {
+                bucket,
+                key: object,
+                ..
+            } => {
+                let k = object_key_suffix(bucket, object);
+                self.touch(key(T_OBJECT, &k));
+                self.touch(key(T_BUCKET, bucket.as_bytes()));
+                let old = self.objects.remove(&k).expect("checked");
+                let b = self.buckets.get_mut(bucket).expect("checked");
+                b.object_count = b.object_count.saturating_sub(1);
+                let data_shards = b.data_shards;
+                self.account_usage(&old, data_shards, true);
+                Event::ObjectDeleted {
+                    bucket: bucket.clone(),
+                    key: object.clone(),
+                }
+            }
+            TxKind::AuthorizeGateway { gateway, allowed } => {
+                let pair = (tx.signer, *gateway);
+                self.touch(key(T_GATEWAY, &gateway_key_suffix(&pair.0, &pair.1)));
+                if *allowed {
+                    self.gateways.insert(pair);
+                } else {
+                    self.gateways.remove(&pair);
+                }
+                Event::GatewayAuthorization {
+                    owner: tx.signer,
+                    gateway: *gateway,
+                    allowed: *allowed,
                 }
             }
         })

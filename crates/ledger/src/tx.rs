@@ -2,13 +2,19 @@
 
 use crate::{
     codec::{Reader, Writer},
+    objects::{
+        read_acl, validate_bucket_name, validate_coding, validate_object_key, write_acl, Acl,
+        ObjectManifest, MAX_BUCKET_NAME_SIZE_BYTES, MAX_CONTENT_TYPE_SIZE_BYTES, MAX_DATA_SHARDS,
+        MAX_ETAG_SIZE_BYTES, MAX_MANIFEST_ROOTS, MAX_MANIFEST_SEGMENTS, MAX_METADATA_ENTRIES,
+        MAX_METADATA_SIZE_BYTES, MAX_OBJECT_KEY_SIZE_BYTES, MAX_PARITY_SHARDS,
+    },
     AccountId, Hash, NodeId, TxError,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-/// Largest encoded signed transaction.
-pub const MAX_TX_SIZE_BYTES: usize = 4096;
+/// Largest encoded signed transaction (sized for a 4 GiB object's manifest).
+pub const MAX_TX_SIZE_BYTES: usize = 64 * 1024;
 /// Longest account name.
 pub const MAX_NAME_SIZE_BYTES: usize = 64;
 /// Longest zone name.
@@ -37,6 +43,30 @@ const _: () = assert!(
         + MAX_ADDRESSES * (4 + MAX_ADDRESS_SIZE_BYTES)
         + 8
         + 8
+        + 64
+        <= MAX_TX_SIZE_BYTES
+);
+
+// The largest PutObject: header, owner, bucket, key, the largest manifest, flag, signature.
+const MAX_FRAGMENTS: usize = MAX_DATA_SHARDS as usize + MAX_PARITY_SHARDS as usize;
+const _: () = assert!(
+    32 + 8
+        + 1
+        + 32
+        + (4 + MAX_BUCKET_NAME_SIZE_BYTES)
+        + (4 + MAX_OBJECT_KEY_SIZE_BYTES)
+        + 8
+        + (4 + MAX_ETAG_SIZE_BYTES)
+        + (4 + MAX_CONTENT_TYPE_SIZE_BYTES)
+        + 4
+        + MAX_METADATA_ENTRIES * 8
+        + MAX_METADATA_SIZE_BYTES
+        + 4
+        + MAX_FRAGMENTS * 32
+        + 4
+        + MAX_MANIFEST_SEGMENTS * (8 + 4 + 8)
+        + MAX_MANIFEST_ROOTS * 32
+        + 1
         + 64
         <= MAX_TX_SIZE_BYTES
 );
@@ -95,6 +125,55 @@ pub enum TxKind {
         value: String,
         /// Current version the writer expects (0 = absent).
         expected_version: u64,
+    },
+    /// Creates a bucket owned by `owner` (the signer, or a gateway it authorized).
+    CreateBucket {
+        /// Owner account.
+        owner: AccountId,
+        /// Bucket name (S3 rules).
+        bucket: String,
+        /// Read access.
+        acl: Acl,
+        /// k of the bucket's RS(k, m).
+        data_shards: u8,
+        /// m of the bucket's RS(k, m).
+        parity_shards: u8,
+    },
+    /// Deletes an empty bucket.
+    DeleteBucket {
+        /// Owner account.
+        owner: AccountId,
+        /// Bucket name.
+        bucket: String,
+    },
+    /// Creates or replaces an object's manifest.
+    PutObject {
+        /// Owner account (must own the bucket).
+        owner: AccountId,
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// What was stored where.
+        manifest: ObjectManifest,
+        /// Conditional write (`If-None-Match: *`): rejected if the key exists.
+        if_absent: bool,
+    },
+    /// Deletes an object.
+    DeleteObject {
+        /// Owner account.
+        owner: AccountId,
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// The signer lets `gateway` act for it (or revokes that when `allowed` is false).
+    AuthorizeGateway {
+        /// Gateway account.
+        gateway: AccountId,
+        /// Grant or revoke.
+        allowed: bool,
     },
 }
 
@@ -233,6 +312,50 @@ impl Tx {
                 w.str(value);
                 w.u64(*expected_version);
             }
+            TxKind::CreateBucket {
+                owner,
+                bucket,
+                acl,
+                data_shards,
+                parity_shards,
+            } => {
+                w.u8(4);
+                w.fixed(owner);
+                w.str(bucket);
+                write_acl(w, *acl);
+                w.u8(*data_shards);
+                w.u8(*parity_shards);
+            }
+            TxKind::DeleteBucket { owner, bucket } => {
+                w.u8(5);
+                w.fixed(owner);
+                w.str(bucket);
+            }
+            TxKind::PutObject {
+                owner,
+                bucket,
+                key,
+                manifest,
+                if_absent,
+            } => {
+                w.u8(6);
+                w.fixed(owner);
+                w.str(bucket);
+                w.str(key);
+                manifest.write(w);
+                w.bool(*if_absent);
+            }
+            TxKind::DeleteObject { owner, bucket, key } => {
+                w.u8(7);
+                w.fixed(owner);
+                w.str(bucket);
+                w.str(key);
+            }
+            TxKind::AuthorizeGateway { gateway, allowed } => {
+                w.u8(8);
+                w.fixed(gateway);
+                w.bool(*allowed);
+            }
         }
     }
 
@@ -274,6 +397,33 @@ impl Tx {
                 key: r.str(MAX_CONFIG_KEY_SIZE_BYTES)?,
                 value: r.str(MAX_CONFIG_VALUE_SIZE_BYTES)?,
                 expected_version: r.u64()?,
+            },
+            4 => TxKind::CreateBucket {
+                owner: r.fixed::<32>()?,
+                bucket: r.str(MAX_BUCKET_NAME_SIZE_BYTES)?,
+                acl: read_acl(r)?,
+                data_shards: r.u8()?,
+                parity_shards: r.u8()?,
+            },
+            5 => TxKind::DeleteBucket {
+                owner: r.fixed::<32>()?,
+                bucket: r.str(MAX_BUCKET_NAME_SIZE_BYTES)?,
+            },
+            6 => TxKind::PutObject {
+                owner: r.fixed::<32>()?,
+                bucket: r.str(MAX_BUCKET_NAME_SIZE_BYTES)?,
+                key: r.str(MAX_OBJECT_KEY_SIZE_BYTES)?,
+                manifest: ObjectManifest::read(r)?,
+                if_absent: r.bool()?,
+            },
+            7 => TxKind::DeleteObject {
+                owner: r.fixed::<32>()?,
+                bucket: r.str(MAX_BUCKET_NAME_SIZE_BYTES)?,
+                key: r.str(MAX_OBJECT_KEY_SIZE_BYTES)?,
+            },
+            8 => TxKind::AuthorizeGateway {
+                gateway: r.fixed::<32>()?,
+                allowed: r.bool()?,
             },
             _ => {
                 return Err(TxError::Malformed {
@@ -329,6 +479,36 @@ impl Tx {
                             value.len()
                         ),
                     ));
+                }
+                Ok(())
+            }
+            TxKind::CreateBucket {
+                bucket,
+                data_shards,
+                parity_shards,
+                ..
+            } => {
+                validate_bucket_name(bucket)?;
+                validate_coding(*data_shards, *parity_shards)
+            }
+            TxKind::DeleteBucket { bucket, .. } => validate_bucket_name(bucket),
+            TxKind::PutObject {
+                bucket,
+                key,
+                manifest,
+                ..
+            } => {
+                validate_bucket_name(bucket)?;
+                validate_object_key(key)?;
+                manifest.validate()
+            }
+            TxKind::DeleteObject { bucket, key, .. } => {
+                validate_bucket_name(bucket)?;
+                validate_object_key(key)
+            }
+            TxKind::AuthorizeGateway { gateway, .. } => {
+                if *gateway == self.signer {
+                    return Err(invalid("gateway", "an account cannot authorize itself"));
                 }
                 Ok(())
             }

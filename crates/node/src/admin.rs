@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-/// Largest accepted `POST /tx` body.
-pub const MAX_TX_BODY_BYTES: usize = 16 * 1024;
+/// Largest accepted `POST /tx` body: one raw maximum-size transaction.
+pub const MAX_TX_BODY_BYTES: usize = cairn_ledger::MAX_TX_SIZE_BYTES;
 /// Most concurrent admin connections.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// A node is healthy if it heartbeated within this many blocks.

@@ -7,10 +7,7 @@
 
 use thiserror::Error;
 
-/// Most data shards per segment.
-pub const MAX_DATA_SHARDS: u8 = 32;
-/// Most parity shards per segment.
-pub const MAX_PARITY_SHARDS: u8 = 32;
+pub use cairn_ledger::objects::{MAX_DATA_SHARDS, MAX_PARITY_SHARDS};
 
 /// An erasure-coding scheme: `data` (k) + `parity` (m) fragments per segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +46,8 @@ impl Coding {
 
     /// Size of every fragment of a `segment_len`-byte segment (even, as the codec requires).
     pub fn fragment_size(&self, segment_len: usize) -> usize {
-        let per = segment_len.div_ceil(self.data as usize).max(1);
-        per + per % 2
+        // The ledger owns the formula: it accounts node usage from manifests with it.
+        cairn_ledger::objects::fragment_size_bytes(segment_len as u64, self.data) as usize
     }
 }
 

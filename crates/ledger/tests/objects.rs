@@ -1,0 +1,290 @@
+//! Buckets, objects and gateway authorizations: the ledger rules behind the S3 gateway.
+
+mod common;
+
+use cairn_ledger::{
+    objects::{Acl, ObjectManifest, Segment},
+    *,
+};
+use common::*;
+
+const OWNER: u8 = ADMIN;
+const GATEWAY: u8 = 7;
+
+fn storage_node(i: u8) -> NodeId {
+    [100 + i; 32]
+}
+
+/// Genesis plus 12 storage nodes and a registered gateway account.
+fn setup() -> State {
+    let mut g = genesis();
+    g.accounts.push((id(&key(GATEWAY)), "gateway".into()));
+    for i in 0..12u8 {
+        g.nodes.push((
+            storage_node(i),
+            NodeRecordInit {
+                operator: id(&key(OP)),
+                zone: format!("z{}", i % 3),
+                roles: roles(false, true),
+                addresses: vec![format!("127.0.0.1:{}", 2000 + i as u16)],
+                capacity_bytes: 1 << 40,
+                stake: 1,
+            },
+        ));
+    }
+    State::genesis(&g).unwrap()
+}
+
+fn manifest(size: u64) -> ObjectManifest {
+    ObjectManifest {
+        size_bytes: size,
+        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+        content_type: "application/octet-stream".into(),
+        metadata: vec![],
+        placement: (0..12).map(storage_node).collect(),
+        segments: if size == 0 {
+            vec![]
+        } else {
+            vec![Segment {
+                len_bytes: size,
+                fragment_roots: (0..12u8).map(|i| [i; 32]).collect(),
+                stored_mask: 0x3f,
+            }]
+        },
+    }
+}
+
+fn create(owner: u8, bucket: &str) -> TxKind {
+    TxKind::CreateBucket {
+        owner: id(&key(owner)),
+        bucket: bucket.into(),
+        acl: Acl::Private,
+        data_shards: 4,
+        parity_shards: 8,
+    }
+}
+
+fn put(owner: u8, bucket: &str, k: &str, m: ObjectManifest, if_absent: bool) -> TxKind {
+    TxKind::PutObject {
+        owner: id(&key(owner)),
+        bucket: bucket.into(),
+        key: k.into(),
+        manifest: m,
+        if_absent,
+    }
+}
+
+fn delete(owner: u8, bucket: &str, k: &str) -> TxKind {
+    TxKind::DeleteObject {
+        owner: id(&key(owner)),
+        bucket: bucket.into(),
+        key: k.into(),
+    }
+}
+
+/// The owner grants (or revokes) the test gateway.
+fn authorize(allowed: bool) -> TxKind {
+    TxKind::AuthorizeGateway {
+        gateway: id(&key(GATEWAY)),
+        allowed,
+    }
+}
+
+/// Applies one block and returns its receipts.
+fn block(s: &mut State, txs: Vec<Vec<u8>>) -> Vec<Result<(), TxError>> {
+    let h = s.height() + 1;
+    s.apply_block(h, &txs).unwrap().receipts
+}
+
+#[test]
+fn bucket_lifecycle_and_gateway_authorization() {
+    let mut s = setup();
+    let owner = id(&key(OWNER));
+    // A gateway cannot act for an owner who has not authorized it.
+    let r = block(&mut s, vec![tx(GATEWAY, 1, create(OWNER, "photos"))]);
+    assert_eq!(r, vec![Err(TxError::NotAuthorized)]);
+    assert!(s.bucket("photos").is_none());
+
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 1, authorize(true)),
+            tx(GATEWAY, 2, create(OWNER, "photos")),
+        ],
+    );
+    assert_eq!(r, vec![Ok(()), Ok(())]);
+    assert!(s.gateway_authorized(&owner, &id(&key(GATEWAY))));
+    assert_eq!(s.bucket("photos").unwrap().owner, owner);
+
+    // Taken name; and nobody else's bucket can be deleted by the gateway's own account.
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 2, create(OWNER, "photos")),
+            tx(
+                GATEWAY,
+                3,
+                TxKind::DeleteBucket {
+                    owner: id(&key(GATEWAY)),
+                    bucket: "photos".into(),
+                },
+            ),
+        ],
+    );
+    assert_eq!(
+        r,
+        vec![Err(TxError::BucketExists), Err(TxError::NotAuthorized)]
+    );
+
+    // Revoked: the gateway can no longer act.
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 3, authorize(false)),
+            tx(GATEWAY, 4, create(OWNER, "other")),
+        ],
+    );
+    assert_eq!(r, vec![Ok(()), Err(TxError::NotAuthorized)]);
+}
+
+#[test]
+fn objects_account_usage_and_block_bucket_deletion() {
+    let mut s = setup();
+    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "data"))]);
+    let size = 1_000_000u64;
+    let per_node = objects::fragment_size_bytes(size, 4);
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 2, put(OWNER, "data", "a/1", manifest(size), false)),
+            tx(OWNER, 3, put(OWNER, "data", "a/2", manifest(0), false)),
+            tx(OWNER, 4, put(OWNER, "data", "b", manifest(10), false)),
+        ],
+    );
+    assert_eq!(r, vec![Ok(()), Ok(()), Ok(())]);
+    assert_eq!(s.bucket("data").unwrap().object_count, 3);
+    let used = s.node(&storage_node(0)).unwrap().used_bytes;
+    assert_eq!(used, per_node + objects::fragment_size_bytes(10, 4));
+    let listed: Vec<&str> = s
+        .objects_with_prefix("data", "a/")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, vec!["a/1", "a/2"]);
+    assert_eq!(s.objects_with_prefix("data", "").count(), 3);
+
+    // Overwrite replaces the usage instead of adding to it.
+    block(
+        &mut s,
+        vec![tx(
+            OWNER,
+            5,
+            put(OWNER, "data", "a/1", manifest(size), false),
+        )],
+    );
+    assert_eq!(s.node(&storage_node(0)).unwrap().used_bytes, used);
+    assert_eq!(s.bucket("data").unwrap().object_count, 3);
+
+    let del_bucket = TxKind::DeleteBucket {
+        owner: id(&key(OWNER)),
+        bucket: "data".into(),
+    };
+    let r = block(&mut s, vec![tx(OWNER, 6, del_bucket.clone())]);
+    assert_eq!(r, vec![Err(TxError::BucketNotEmpty { objects: 3 })]);
+
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 7, delete(OWNER, "data", "a/1")),
+            tx(OWNER, 8, delete(OWNER, "data", "a/2")),
+            tx(OWNER, 9, delete(OWNER, "data", "b")),
+            tx(OWNER, 10, delete(OWNER, "data", "b")),
+            tx(OWNER, 11, del_bucket),
+        ],
+    );
+    assert_eq!(
+        r,
+        vec![Ok(()), Ok(()), Ok(()), Err(TxError::NoSuchObject), Ok(())]
+    );
+    assert_eq!(s.node(&storage_node(0)).unwrap().used_bytes, 0);
+    assert!(s.bucket("data").is_none());
+}
+
+#[test]
+fn conditional_writes_race_exactly_one_wins() {
+    let mut s = setup();
+    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "race"))]);
+    // Two If-None-Match: * writes of the same key, ordered into one block.
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 2, put(OWNER, "race", "k", manifest(5), true)),
+            tx(OWNER, 3, put(OWNER, "race", "k", manifest(6), true)),
+        ],
+    );
+    assert_eq!(r, vec![Ok(()), Err(TxError::ObjectExists)]);
+    assert_eq!(s.object("race", "k").unwrap().manifest.size_bytes, 5);
+}
+
+#[test]
+fn placement_must_fit_bucket_and_registry() {
+    let mut s = setup();
+    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "pics"))]);
+    let mut short = manifest(10);
+    short.placement.pop();
+    short.segments[0].fragment_roots.pop();
+    let mut non_storage = manifest(10);
+    non_storage.placement[3] = GENESIS_NODE; // a validator-only node
+    let mut unknown = manifest(10);
+    unknown.placement[0] = [1; 32];
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 2, put(OWNER, "pics", "a", short, false)),
+            tx(OWNER, 3, put(OWNER, "pics", "b", non_storage, false)),
+            tx(OWNER, 4, put(OWNER, "pics", "c", unknown, false)),
+            tx(OWNER, 5, put(OWNER, "nope", "d", manifest(1), false)),
+        ],
+    );
+    assert!(matches!(r[0], Err(TxError::InvalidPlacement { .. })));
+    assert!(matches!(r[1], Err(TxError::InvalidPlacement { .. })));
+    assert!(matches!(r[2], Err(TxError::InvalidPlacement { .. })));
+    assert_eq!(r[3], Err(TxError::NoSuchBucket));
+    assert_eq!(s.bucket("pics").unwrap().object_count, 0);
+}
+
+#[test]
+fn stateless_checks_and_persistence_round_trip() {
+    // A bad bucket name or inconsistent manifest invalidates the transaction itself.
+    let bad = signed(OWNER, 1, create(OWNER, "Bad_Name"));
+    assert!(matches!(
+        SignedTx::decode_and_verify(&bad.encode()),
+        Err(TxError::InvalidField {
+            field: "bucket",
+            ..
+        })
+    ));
+    let mut m = manifest(10);
+    m.size_bytes = 11;
+    let bad = signed(OWNER, 1, put(OWNER, "pics", "k", m, false));
+    assert!(matches!(
+        SignedTx::decode_and_verify(&bad.encode()),
+        Err(TxError::InvalidField {
+            field: "size_bytes",
+            ..
+        })
+    ));
+
+    // State with buckets, objects and an authorization survives entries -> from_entries.
+    let mut s = setup();
+    block(
+        &mut s,
+        vec![
+            tx(OWNER, 1, create(OWNER, "keep")),
+            tx(OWNER, 2, authorize(true)),
+            tx(OWNER, 3, put(OWNER, "keep", "x/y", manifest(77), false)),
+        ],
+    );
+    let rebuilt = State::from_entries(s.entries()).unwrap();
+    assert_eq!(rebuilt, s);
+    assert_eq!(rebuilt.state_root(), s.state_root());
+}
