@@ -66,6 +66,62 @@ fn arb_kind() -> impl Strategy<Value = TxKind> {
                     expected_version,
                 }
             }),
+        (
+            any::<[u8; 32]>(),
+            "[a-z0-9][a-z0-9-]{1,40}[a-z0-9]",
+            any::<bool>(),
+            1u8..=32,
+            1u8..=32
+        )
+            .prop_map(|(owner, bucket, public, data_shards, parity_shards)| {
+                TxKind::CreateBucket {
+                    owner,
+                    bucket,
+                    acl: if public {
+                        objects::Acl::PublicRead
+                    } else {
+                        objects::Acl::Private
+                    },
+                    data_shards,
+                    parity_shards,
+                }
+            }),
+        (any::<[u8; 32]>(), "[a-z0-9]{3,20}", "[ -~]{1,100}")
+            .prop_map(|(owner, bucket, key)| TxKind::DeleteObject { owner, bucket, key }),
+        (any::<[u8; 32]>(), any::<bool>())
+            .prop_filter("not self", |(g, _)| *g != [0; 32])
+            .prop_map(|(gateway, allowed)| TxKind::AuthorizeGateway { gateway, allowed }),
+        (
+            any::<[u8; 32]>(),
+            "[ -~]{1,200}",
+            2usize..=16,
+            proptest::collection::vec(1u64..=objects::MAX_SEGMENT_SIZE_BYTES, 0..6),
+            any::<bool>()
+        )
+            .prop_map(|(owner, key, fragments, lens, if_absent)| {
+                let manifest = objects::ObjectManifest {
+                    size_bytes: lens.iter().sum(),
+                    etag: "0123abcd".into(),
+                    content_type: "text/plain".into(),
+                    metadata: vec![("k".into(), "v".into())],
+                    placement: (0..fragments as u8).map(|i| [i; 32]).collect(),
+                    segments: lens
+                        .iter()
+                        .map(|&len_bytes| objects::Segment {
+                            len_bytes,
+                            fragment_roots: vec![[7; 32]; fragments],
+                            stored_mask: 1,
+                        })
+                        .collect(),
+                };
+                TxKind::PutObject {
+                    owner,
+                    bucket: "bucket".into(),
+                    key,
+                    manifest,
+                    if_absent,
+                }
+            }),
     ]
 }
 
