@@ -183,7 +183,10 @@ fn main() -> ExitCode {
             }
         }),
         Command::Node { config } => run_single(config),
-        Command::Status { endpoint } => status(&endpoint),
+        Command::Status { endpoint } => {
+            restore_default_sigpipe();
+            status(&endpoint)
+        }
         Command::Tx {
             endpoint,
             key,
@@ -431,4 +434,14 @@ fn keygen() -> Result<(), String> {
     println!("private_key = \"{}\"", hex(&seed));
     println!("public_key  = \"{}\"", hex(&node_id(&key)));
     Ok(())
+}
+
+/// Lets a short-lived CLI command die quietly when its output pipe closes (`cairn status |
+/// head`) instead of panicking in `println!`. Never called by long-running node commands, which
+/// need EPIPE as an error on sockets.
+fn restore_default_sigpipe() {
+    // SAFETY: called before any thread is spawned; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
