@@ -19,8 +19,8 @@ use tokio::{net::TcpListener, sync::Semaphore};
 pub const MAX_TX_BODY_BYTES: usize = cairn_ledger::MAX_TX_SIZE_BYTES;
 /// Most concurrent admin connections.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A node is healthy if it heartbeated within this many blocks.
-pub const HEALTH_WINDOW_BLOCKS: u64 = 600;
+/// A node is healthy if it heartbeated within this many blocks (the placement default).
+pub const HEALTH_WINDOW_BLOCKS: u64 = cairn_ledger::placement::DEFAULT_HEALTHY_WITHIN_BLOCKS;
 
 /// What the admin API serves.
 pub struct Admin {
@@ -38,6 +38,8 @@ pub struct Admin {
     pub blocks: BlockReader,
     /// Renders runtime metrics (Prometheus text).
     pub metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// This node's fragment store (storage nodes only).
+    pub fragments: Option<cairn_storage::FragmentStore>,
 }
 
 /// Binds the admin listener (fails fast with a clear error if the port is taken).
@@ -83,7 +85,12 @@ fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
         .expect("static response parts are valid")
 }
 
-fn error(status: StatusCode, code: &str, message: impl ToString) -> Response<Full<Bytes>> {
+/// A JSON error response with a machine code and a message saying what to do.
+pub(crate) fn error(
+    status: StatusCode,
+    code: &str,
+    message: impl ToString,
+) -> Response<Full<Bytes>> {
     json_response(
         status,
         json!({"error": code, "message": message.to_string()}),
@@ -94,6 +101,7 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
+        (_, ["fragments", root]) => crate::fragments::handle(admin, req, root).await,
         (&Method::GET, ["status"]) => json_response(StatusCode::OK, status_json(admin)),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
         (&Method::GET, ["blocks", height]) => {

@@ -10,8 +10,10 @@ mod bench;
 mod client;
 mod config;
 mod devnet;
+mod fragments;
 mod net;
 mod run;
+mod selfcheck;
 
 use cairn_chain::mempool::SigCache;
 use cairn_ledger::{Tx, TxKind};
@@ -269,6 +271,23 @@ fn run_devnet(layout: devnet::Layout, dir: PathBuf) -> Result<(), String> {
             "metrics: http://{}/metrics   (Ctrl-C stops the devnet; rerun resumes it)",
             running[0].admin
         );
+        {
+            // Exercise the storage data path once the chain is live (real sockets and disks).
+            let shared = running[0].node.shared.clone();
+            let key = config::account_key(&configs[0].key);
+            tokio::spawn(async move {
+                let mut finalized = shared.subscribe();
+                while finalized.borrow().height == 0 {
+                    if finalized.changed().await.is_err() {
+                        return;
+                    }
+                }
+                match selfcheck::run(&shared, key).await {
+                    Ok(report) => println!("{report}"),
+                    Err(e) => println!("storage self-check FAILED: {e}"),
+                }
+            });
+        }
         let _ = tokio::signal::ctrl_c().await;
         println!("stopping {count} nodes ...");
         for r in &running {

@@ -12,6 +12,7 @@ use cairn_chain::{
     Node, Shared,
 };
 use cairn_ledger::{Tx, TxKind};
+use cairn_storage::store::DEFAULT_MAX_CONCURRENT_WRITES;
 use commonware_cryptography::ed25519;
 use commonware_runtime::{tokio::Context, Clock, Metrics, Supervisor};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -134,6 +135,19 @@ pub async fn start_node(
     )
     .await?;
     let metrics_ctx = ctx.child("admin");
+    let fragments = if entry.roles.iter().any(|r| r == "storage") {
+        let dir = cfg.file.data_dir.join("fragments");
+        Some(
+            cairn_storage::FragmentStore::open(&dir, DEFAULT_MAX_CONCURRENT_WRITES).map_err(
+                |e| RunError::Io {
+                    path: dir.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+            )?,
+        )
+    } else {
+        None
+    };
     let admin = Arc::new(Admin {
         name: entry.name.clone(),
         chain_id: genesis.chain_id.clone(),
@@ -142,6 +156,7 @@ pub async fn start_node(
         shared: node.shared.clone(),
         blocks: node.blocks.clone(),
         metrics: Box::new(move || metrics_ctx.encode()),
+        fragments,
     });
     tokio::spawn(admin::serve(listener, admin));
     let interval_ms = tuning
