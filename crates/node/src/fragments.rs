@@ -96,6 +96,18 @@ fn authenticate(
     Ok(node)
 }
 
+/// Runs blocking disk work (reads, fsync) off the async workers.
+async fn off_runtime(
+    f: impl FnOnce() -> Result<Bytes, StoreError> + Send + 'static,
+) -> Result<Bytes, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Io {
+            path: "fragment store".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
 /// Serves `PUT|GET /fragments/{root}`.
 pub async fn handle(admin: &Admin, req: Request<Incoming>, root: &str) -> Response<Full<Bytes>> {
     let Some(store) = admin.fragments.clone() else {
@@ -131,24 +143,9 @@ pub async fn handle(admin: &Admin, req: Request<Incoming>, root: &str) -> Respon
                     )
                 }
             };
-            // fsync is blocking: keep it off the async workers.
-            tokio::task::spawn_blocking(move || store.put(&root, &body).map(|()| Bytes::new()))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(StoreError::Io {
-                        path: "fragment store".into(),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                })
+            off_runtime(move || store.put(&root, &body).map(|()| Bytes::new())).await
         }
-        "GET" => tokio::task::spawn_blocking(move || store.get(&root).map(Bytes::from))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    path: "fragment store".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            }),
+        "GET" => off_runtime(move || store.get(&root).map(Bytes::from)).await,
         _ => {
             return error(
                 StatusCode::METHOD_NOT_ALLOWED,
