@@ -7,6 +7,7 @@
 
 mod admin;
 mod bench;
+mod bench_storage;
 mod client;
 mod config;
 mod devnet;
@@ -129,6 +130,8 @@ enum TxCommand {
 enum BenchCommand {
     /// Finalized tx/s and submit-to-finality latency on an in-process devnet.
     Chain(bench::ChainArgs),
+    /// Erasure coding, fragment writes and verified reads against raw encode and disk figures.
+    Storage(bench_storage::StorageArgs),
 }
 
 fn init_tracing() {
@@ -199,6 +202,9 @@ fn main() -> ExitCode {
         Command::Bench {
             which: BenchCommand::Chain(args),
         } => bench::chain(args),
+        Command::Bench {
+            which: BenchCommand::Storage(args),
+        } => bench_storage::storage(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
