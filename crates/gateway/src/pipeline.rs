@@ -588,6 +588,27 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_m_failures_after_upload_still_read_back(
+            len in 0usize..150_000,
+            segment in 1_000usize..70_000,
+            chunk in 1usize..20_000,
+            down in proptest::collection::btree_set(0u8..12, 0..=8),
+            start_frac in 0.0f64..1.0,
+        ) {
+            let t = Local::new(12);
+            let data = object(len);
+            let segs = block_on(upload(&t, &cfg(segment), &placement(), body(&data, chunk))).unwrap();
+            proptest::prop_assert_eq!(segs.len(), len.div_ceil(segment));
+            t.stop(down.iter().copied());
+            let start = (len as f64 * start_frac) as u64;
+            let got = read_all(&t, &segs, start, len as u64).unwrap();
+            proptest::prop_assert_eq!(&got[..], &data[start as usize..]);
+        }
+    }
+
     #[test]
     fn bad_config_and_placement_are_errors() {
         let t = Local::new(12);
