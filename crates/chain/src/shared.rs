@@ -11,10 +11,7 @@ use commonware_cryptography::Digestible;
 use commonware_utils::sync::{Mutex, RwLock};
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -87,9 +84,6 @@ type TxIndex = (HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>);
 /// Node-wide shared state.
 pub struct Shared {
     state: RwLock<State>,
-    /// Mirror of the state's height, so hot paths (propose, status) never wait on the state
-    /// lock while a block is being applied; stored under that lock after the mempool is pruned.
-    height: AtomicU64,
     /// Validated transactions waiting for a block.
     pub mempool: Mempool,
     sig_cache: Arc<SigCache>,
@@ -143,7 +137,6 @@ impl Shared {
         let (finalized_tx, _) = watch::channel(summary);
         let (blocks_tx, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
         Ok(Arc::new(Self {
-            height: AtomicU64::new(state.height()),
             state: RwLock::new(state),
             mempool,
             sig_cache,
@@ -166,7 +159,7 @@ impl Shared {
 
     /// Latest finalized (and applied) height.
     pub fn finalized_height(&self) -> u64 {
-        self.height.load(Ordering::Acquire)
+        self.state.read().height()
     }
 
     /// Runs `f` with read access to the finalized ledger state.
@@ -280,7 +273,6 @@ impl Shared {
             // let them be included twice).
             self.mempool.remove(tx_hashes.iter());
             self.index_receipts(block.height, &tx_hashes, &outcome.receipts);
-            self.height.store(block.height, Ordering::Release);
             let dirty = block
                 .height
                 .is_multiple_of(PERSIST_EVERY_BLOCKS)

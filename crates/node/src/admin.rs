@@ -85,6 +85,23 @@ fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
         .expect("static response parts are valid")
 }
 
+/// Reads a request body of at most `max_bytes`; beyond that (or if the body is cut off) the
+/// error is a ready 413 response with `code`.
+pub(crate) async fn read_body(
+    req: Request<Incoming>,
+    max_bytes: usize,
+    code: &str,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), max_bytes).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            format!("body exceeds {max_bytes} bytes or was cut off"),
+        )),
+    }
+}
+
 /// A JSON error response with a machine code and a message saying what to do.
 pub(crate) fn error(
     status: StatusCode,
@@ -175,18 +192,9 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
             json_response(StatusCode::OK, body)
         }
         (&Method::POST, ["tx"]) => {
-            let body = match Limited::new(req.into_body(), MAX_TX_BODY_BYTES)
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes(),
-                Err(_) => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "TxTooLarge",
-                        format!("body exceeds {MAX_TX_BODY_BYTES} bytes"),
-                    )
-                }
+            let body = match read_body(req, MAX_TX_BODY_BYTES, "TxTooLarge").await {
+                Ok(body) => body,
+                Err(response) => return response,
             };
             match admin.shared.submit(body) {
                 Ok(hash) => json_response(StatusCode::ACCEPTED, json!({"hash": hex(&hash)})),
@@ -254,7 +262,12 @@ pub fn status_json(admin: &Admin) -> Value {
 }
 
 fn is_healthy(height: u64, last_heartbeat_height: u64, registered_height: u64) -> bool {
-    height.saturating_sub(last_heartbeat_height.max(registered_height)) <= HEALTH_WINDOW_BLOCKS
+    cairn_ledger::placement::is_healthy(
+        last_heartbeat_height,
+        registered_height,
+        height,
+        HEALTH_WINDOW_BLOCKS,
+    )
 }
 
 fn nodes_json(admin: &Admin) -> Value {

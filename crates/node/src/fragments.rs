@@ -14,7 +14,10 @@
 //! store (`503 Busy` beyond it), one connection per request with `TCP_NODELAY`, and a per-request
 //! timeout on the client.
 
-use crate::admin::{error, Admin};
+use crate::{
+    admin::{error, read_body, Admin},
+    config::{hex, unhex},
+};
 use bytes::Bytes;
 use cairn_gateway::{FragmentTransport, TransportError};
 use cairn_ledger::{Hash, NodeId};
@@ -35,21 +38,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The signed message of one request.
@@ -130,18 +118,9 @@ pub async fn handle(admin: &Admin, req: Request<Incoming>, root: &str) -> Respon
     }
     let result = match method.as_str() {
         "PUT" => {
-            let body = match Limited::new(req.into_body(), MAX_FRAGMENT_SIZE_BYTES)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "FragmentTooLarge",
-                        format!("body exceeds {MAX_FRAGMENT_SIZE_BYTES} bytes or was cut off"),
-                    )
-                }
+            let body = match read_body(req, MAX_FRAGMENT_SIZE_BYTES, "FragmentTooLarge").await {
+                Ok(body) => body,
+                Err(response) => return response,
             };
             off_runtime(move || store.put(&root, &body).map(|()| Bytes::new())).await
         }

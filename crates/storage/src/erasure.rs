@@ -24,19 +24,9 @@ impl Coding {
 
     /// Checks the bounds; every other method assumes a valid scheme.
     pub fn validate(&self) -> Result<(), CodingError> {
-        if self.data == 0 || self.data > MAX_DATA_SHARDS {
-            return Err(CodingError::Scheme(format!(
-                "data shards must be 1..={MAX_DATA_SHARDS}, got {}",
-                self.data
-            )));
-        }
-        if self.parity == 0 || self.parity > MAX_PARITY_SHARDS {
-            return Err(CodingError::Scheme(format!(
-                "parity shards must be 1..={MAX_PARITY_SHARDS}, got {}",
-                self.parity
-            )));
-        }
-        Ok(())
+        // The ledger owns the bounds: buckets are created with them.
+        cairn_ledger::objects::validate_coding(self.data, self.parity)
+            .map_err(|e| CodingError::Scheme(e.to_string()))
     }
 
     /// k + m.

@@ -1,7 +1,7 @@
 //! Fragments on disk, content-addressed by their Merkle root.
 //!
 //! Layout: `<dir>/<first 2 hex chars>/<64 hex chars>.frag`. A write goes to a unique temporary
-//! file in the same directory, is fsynced, renamed into place, and the directory is fsynced, so
+//! file in `<dir>/tmp/`, is fsynced, renamed into place, and the directory is fsynced, so
 //! a crash leaves either the whole fragment or nothing under its final name. At most
 //! `max_concurrent_writes` writes run at once; further writes fail fast with
 //! [`StoreError::Busy`] so the caller can retry elsewhere instead of queueing unboundedly.
@@ -22,6 +22,8 @@ use thiserror::Error;
 
 /// Largest fragment a store accepts (a 32 MiB segment at k = 1, plus codec padding).
 pub const MAX_FRAGMENT_SIZE_BYTES: usize = 32 * 1024 * 1024 + 64;
+/// Subdirectory for in-progress writes (fragment shard directories are 2 hex characters).
+const TMP_DIR: &str = "tmp";
 /// Default bound on concurrent fragment writes.
 pub const DEFAULT_MAX_CONCURRENT_WRITES: usize = 16;
 
@@ -96,19 +98,15 @@ impl FragmentStore {
     /// Opens (creating if needed) a store in `dir`, removing temporary files a crash left.
     pub fn open(dir: &Path, max_concurrent_writes: usize) -> Result<Self, StoreError> {
         assert!(max_concurrent_writes > 0, "write bound must be positive");
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        for shard in fs::read_dir(dir).map_err(io_err(dir))? {
-            let shard = shard.map_err(io_err(dir))?.path();
-            if !shard.is_dir() {
-                continue;
-            }
-            for f in fs::read_dir(&shard).map_err(io_err(&shard))? {
-                let f = f.map_err(io_err(&shard))?.path();
-                if f.extension().is_some_and(|e| e == "tmp") {
-                    fs::remove_file(&f).map_err(io_err(&f))?;
-                }
-            }
+        // Every temporary file lives in one directory, so clearing a crash's leftovers never
+        // has to walk the fragments themselves.
+        let tmp = dir.join(TMP_DIR);
+        match fs::remove_dir_all(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&tmp)(e)),
         }
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             max_concurrent_writes,
@@ -147,7 +145,10 @@ impl FragmentStore {
         let parent = path.parent().expect("fragment path has a parent");
         fs::create_dir_all(parent).map_err(io_err(parent))?;
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = parent.join(format!("{}.{}.{seq}.tmp", hex(root), std::process::id()));
+        let tmp =
+            self.dir
+                .join(TMP_DIR)
+                .join(format!("{}.{}.{seq}.tmp", hex(root), std::process::id()));
         let result = (|| {
             let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
             f.write_all(data).map_err(io_err(&tmp))?;
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn leftover_temp_files_are_removed_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let shard = dir.path().join("ab");
+        let shard = dir.path().join(TMP_DIR);
         fs::create_dir_all(&shard).unwrap();
         let tmp = shard.join("ab00.1.0.tmp");
         fs::write(&tmp, b"partial").unwrap();
