@@ -14,7 +14,9 @@
 
 #![warn(missing_docs)]
 
+pub mod keys;
 pub mod pipeline;
+pub mod s3;
 
 pub use pipeline::{
     read_range, read_segment, upload, DownloadError, FragmentTransport, TransportError,

@@ -20,7 +20,7 @@ use cairn_ledger::{
 };
 use cairn_storage::{erasure, merkle, Coding, CodingError};
 use futures::{stream::FuturesUnordered, Stream, StreamExt};
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 use thiserror::Error;
 
 /// Moves fragments to and from storage nodes; `put` returns once the fragment is durable.
@@ -324,15 +324,16 @@ pub async fn read_segment<T: FragmentTransport>(
 }
 
 /// Streams bytes `start..end` of an object, reading only the segments the range overlaps.
-pub fn read_range<'a, T: FragmentTransport>(
-    transport: &'a T,
+/// The stream owns what it reads from, so it can outlive the request handler that built it.
+pub fn read_range<T: FragmentTransport + 'static>(
+    transport: Arc<T>,
     coding: Coding,
-    placement: &'a [NodeId],
-    segments: &'a [Segment],
+    placement: Arc<[NodeId]>,
+    segments: Arc<[Segment]>,
     start: u64,
     end: u64,
     extra_requests: usize,
-) -> Result<impl Stream<Item = Result<Bytes, DownloadError>> + 'a, DownloadError> {
+) -> Result<impl Stream<Item = Result<Bytes, DownloadError>> + Send + 'static, DownloadError> {
     let size: u64 = segments.iter().map(|s| s.len_bytes).sum();
     if start > end || end > size {
         return Err(DownloadError::Range { start, end, size });
@@ -347,15 +348,18 @@ pub fn read_range<'a, T: FragmentTransport>(
         }
         offset = seg_end;
     }
-    Ok(
-        futures::stream::iter(wanted).then(move |(i, seg_start)| async move {
+    Ok(futures::stream::iter(wanted).then(move |(i, seg_start)| {
+        let (transport, placement, segments) =
+            (transport.clone(), placement.clone(), segments.clone());
+        async move {
             let seg = &segments[i];
-            let data = read_segment(transport, coding, placement, i, seg, extra_requests).await?;
+            let data =
+                read_segment(&*transport, coding, &placement, i, seg, extra_requests).await?;
             let from = start.saturating_sub(seg_start) as usize;
             let to = (end - seg_start).min(seg.len_bytes) as usize;
             Ok(Bytes::from(data).slice(from..to))
-        }),
-    )
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -462,14 +466,22 @@ mod tests {
     }
 
     fn read_all(
-        t: &Local,
+        t: &Arc<Local>,
         segs: &[Segment],
         start: u64,
         end: u64,
     ) -> Result<Vec<u8>, DownloadError> {
         block_on(async {
-            let p = placement();
-            let mut s = std::pin::pin!(read_range(t, Coding::DEFAULT, &p, segs, start, end, 0)?);
+            let (p, segs): (Arc<[NodeId]>, Arc<[Segment]>) = (placement().into(), segs.into());
+            let mut s = std::pin::pin!(read_range(
+                t.clone(),
+                Coding::DEFAULT,
+                p,
+                segs,
+                start,
+                end,
+                0
+            )?);
             let mut out = Vec::new();
             while let Some(part) = s.next().await {
                 out.extend_from_slice(&part?);
@@ -480,11 +492,11 @@ mod tests {
 
     #[test]
     fn round_trips_across_segment_boundaries() {
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         for len in [0usize, 1, 4096, 65_536, 65_537, 200_000] {
             let data = object(len);
             let segs =
-                block_on(upload(&t, &cfg(65_536), &placement(), body(&data, 7_000))).unwrap();
+                block_on(upload(&*t, &cfg(65_536), &placement(), body(&data, 7_000))).unwrap();
             assert_eq!(segs.len(), len.div_ceil(65_536));
             assert!(segs.iter().all(|s| s.stored_mask == 0xfff));
             assert_eq!(
@@ -497,9 +509,9 @@ mod tests {
 
     #[test]
     fn two_zones_down_reads_still_byte_identical() {
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         let data = object(150_000);
-        let segs = block_on(upload(&t, &cfg(65_536), &placement(), body(&data, 4096))).unwrap();
+        let segs = block_on(upload(&*t, &cfg(65_536), &placement(), body(&data, 4096))).unwrap();
         // Placement interleaves zones z0,z1,z2: stop every node of two zones (8 of 12).
         t.stop((0..12).filter(|i| i % 3 != 0));
         assert_eq!(read_all(&t, &segs, 0, 150_000).unwrap(), data);
@@ -516,10 +528,10 @@ mod tests {
 
     #[test]
     fn upload_below_write_quorum_fails_with_unavailable() {
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         t.stop(0..7); // 5 of 12 up; quorum k + 2 = 6
         let err = block_on(upload(
-            &t,
+            &*t,
             &cfg(65_536),
             &placement(),
             body(&object(1000), 100),
@@ -534,10 +546,10 @@ mod tests {
             }
         ));
         // At exactly the quorum the upload succeeds and records which fragments are missing.
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         t.stop(0..6);
         let segs = block_on(upload(
-            &t,
+            &*t,
             &cfg(65_536),
             &placement(),
             body(&object(1000), 100),
@@ -549,9 +561,9 @@ mod tests {
 
     #[test]
     fn corrupted_fragments_are_skipped_never_served() {
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         let data = object(30_000);
-        let segs = block_on(upload(&t, &cfg(65_536), &placement(), body(&data, 30_000))).unwrap();
+        let segs = block_on(upload(&*t, &cfg(65_536), &placement(), body(&data, 30_000))).unwrap();
         // Flip a byte in every data fragment on disk: reads must rebuild from parity.
         for i in 0..4u8 {
             let root = segs[0].fragment_roots[i as usize];
@@ -569,9 +581,9 @@ mod tests {
 
     #[test]
     fn ranges_read_only_overlapping_segments() {
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         let data = object(4 * 65_536);
-        let segs = block_on(upload(&t, &cfg(65_536), &placement(), body(&data, 65_536))).unwrap();
+        let segs = block_on(upload(&*t, &cfg(65_536), &placement(), body(&data, 65_536))).unwrap();
         t.gets.store(0, Ordering::SeqCst);
         let got = read_all(&t, &segs, 70_000, 70_100).unwrap();
         assert_eq!(got, &data[70_000..70_100]);
@@ -598,9 +610,9 @@ mod tests {
             down in proptest::collection::btree_set(0u8..12, 0..=8),
             start_frac in 0.0f64..1.0,
         ) {
-            let t = Local::new(12);
+            let t = Arc::new(Local::new(12));
             let data = object(len);
-            let segs = block_on(upload(&t, &cfg(segment), &placement(), body(&data, chunk))).unwrap();
+            let segs = block_on(upload(&*t, &cfg(segment), &placement(), body(&data, chunk))).unwrap();
             proptest::prop_assert_eq!(segs.len(), len.div_ceil(segment));
             t.stop(down.iter().copied());
             let start = (len as f64 * start_frac) as u64;
@@ -611,15 +623,15 @@ mod tests {
 
     #[test]
     fn bad_config_and_placement_are_errors() {
-        let t = Local::new(12);
+        let t = Arc::new(Local::new(12));
         let mut c = cfg(1024);
         c.write_quorum = 3;
         assert!(matches!(
-            block_on(upload(&t, &c, &placement(), body(b"x", 1))),
+            block_on(upload(&*t, &c, &placement(), body(b"x", 1))),
             Err(UploadError::Config(_))
         ));
         assert!(matches!(
-            block_on(upload(&t, &cfg(1024), &placement()[..11], body(b"x", 1))),
+            block_on(upload(&*t, &cfg(1024), &placement()[..11], body(b"x", 1))),
             Err(UploadError::Placement { got: 11, .. })
         ));
         let failing = futures::stream::iter(vec![
@@ -627,7 +639,7 @@ mod tests {
             Err("reset".to_string()),
         ]);
         assert!(matches!(
-            block_on(upload(&t, &cfg(1024), &placement(), failing)),
+            block_on(upload(&*t, &cfg(1024), &placement(), failing)),
             Err(UploadError::Body(_))
         ));
     }

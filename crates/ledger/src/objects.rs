@@ -84,6 +84,8 @@ pub struct ObjectManifest {
     pub etag: String,
     /// Content type.
     pub content_type: String,
+    /// Last-Modified, Unix ms, as the writing gateway's clock saw the upload start.
+    pub modified_ms: u64,
     /// User metadata, sorted by key, keys unique.
     pub metadata: Vec<(String, String)>,
     /// Node holding fragment i of every segment.
@@ -315,6 +317,7 @@ impl ObjectManifest {
         w.u64(self.size_bytes);
         w.str(&self.etag);
         w.str(&self.content_type);
+        w.u64(self.modified_ms);
         w.len(self.metadata.len());
         for (k, v) in &self.metadata {
             w.str(k);
@@ -339,6 +342,7 @@ impl ObjectManifest {
         let size_bytes = r.u64()?;
         let etag = r.str(MAX_ETAG_SIZE_BYTES)?;
         let content_type = r.str(MAX_CONTENT_TYPE_SIZE_BYTES)?;
+        let modified_ms = r.u64()?;
         let n = r.len(MAX_METADATA_ENTRIES)?;
         let mut metadata = Vec::with_capacity(n);
         for _ in 0..n {
@@ -372,6 +376,7 @@ impl ObjectManifest {
             size_bytes,
             etag,
             content_type,
+            modified_ms,
             metadata,
             placement,
             segments,
@@ -480,6 +485,7 @@ mod tests {
             size_bytes: 10,
             etag: "abc".into(),
             content_type: "text/plain".into(),
+            modified_ms: 1_700_000_000_000,
             metadata: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
             placement: (0..12u8).map(|i| [i; 32]).collect(),
             segments: vec![Segment {

@@ -537,6 +537,27 @@ impl State {
             .take_while(move |(k, _)| k.starts_with(&start))
             .filter_map(move |(k, o)| std::str::from_utf8(&k[skip..]).ok().map(|key| (key, o)))
     }
+    /// Objects of `bucket` whose keys start with `prefix` and sort after `after`, in key order.
+    pub fn objects_after<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+        after: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a ObjectRecord)> + 'a {
+        let start = object_key_suffix(bucket, prefix);
+        let from = object_key_suffix(bucket, after);
+        let skip = 1 + bucket.len();
+        let lower = if from > start {
+            std::ops::Bound::Excluded(from)
+        } else {
+            std::ops::Bound::Included(start.clone())
+        };
+        self.objects
+            .range((lower, std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(&start))
+            .filter_map(move |(k, o)| std::str::from_utf8(&k[skip..]).ok().map(|key| (key, o)))
+    }
+
     /// True if `owner` authorized `gateway` to act for it.
     pub fn gateway_authorized(&self, owner: &AccountId, gateway: &AccountId) -> bool {
         self.gateways.contains(&(*owner, *gateway))

@@ -40,6 +40,7 @@ fn manifest(size: u64) -> ObjectManifest {
         size_bytes: size,
         etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
         content_type: "application/octet-stream".into(),
+        modified_ms: 1_700_000_000_000,
         metadata: vec![],
         placement: (0..12).map(storage_node).collect(),
         segments: if size == 0 {
@@ -171,6 +172,16 @@ fn objects_account_usage_and_block_bucket_deletion() {
         .collect();
     assert_eq!(listed, vec!["a/1", "a/2"]);
     assert_eq!(s.objects_with_prefix("data", "").count(), 3);
+    let after = |prefix, after| -> Vec<&str> {
+        s.objects_after("data", prefix, after)
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(after("", "a/1"), vec!["a/2", "b"]);
+    assert_eq!(after("a/", "a/1"), vec!["a/2"]);
+    assert_eq!(after("a/", ""), vec!["a/1", "a/2"]);
+    assert_eq!(after("", "a/"), vec!["a/1", "a/2", "b"]);
+    assert_eq!(after("a/", "zzz"), Vec::<&str>::new());
 
     // Overwrite replaces the usage instead of adding to it.
     block(

@@ -103,6 +103,7 @@ fn arb_kind() -> impl Strategy<Value = TxKind> {
                     size_bytes: lens.iter().sum(),
                     etag: "0123abcd".into(),
                     content_type: "text/plain".into(),
+                    modified_ms: 1_700_000_000_000,
                     metadata: vec![("k".into(), "v".into())],
                     placement: (0..fragments as u8).map(|i| [i; 32]).collect(),
                     segments: lens

@@ -74,6 +74,29 @@ pub struct NodeFile {
     /// Optional tunables.
     #[serde(default)]
     pub tuning: Tuning,
+    /// S3 endpoint (gateway nodes only; absent = no S3 endpoint).
+    #[serde(default)]
+    pub s3: Option<S3File>,
+}
+
+/// `[s3]` of `node.toml`: this gateway's S3 endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    /// Address the S3 listener binds.
+    pub listen: SocketAddr,
+    /// The gateway's local key file (`[[keys]] access_key, secret_key, account`).
+    pub keys: PathBuf,
+    /// Domain for virtual-host-style addressing (`<bucket>.<domain>`).
+    #[serde(default = "default_s3_domain")]
+    pub domain: String,
+    /// Segment size of new objects (default 16 MiB).
+    #[serde(default)]
+    pub segment_size_bytes: Option<usize>,
+}
+
+fn default_s3_domain() -> String {
+    "s3.localhost".into()
 }
 
 /// A node listed in genesis.
@@ -209,6 +232,11 @@ impl NodeConfig {
         }
         if file.data_dir.is_relative() {
             file.data_dir = base.join(&file.data_dir);
+        }
+        if let Some(s3) = &mut file.s3 {
+            if s3.keys.is_relative() {
+                s3.keys = base.join(&s3.keys);
+            }
         }
         let key = private_key(&file.private_key).ok_or_else(|| ConfigError::Invalid {
             path: path.to_path_buf(),

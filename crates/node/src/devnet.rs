@@ -5,7 +5,7 @@
 //! devnet, never for a real deployment (use `cairn keygen`).
 
 use crate::config::{
-    hex, private_key_hex, GenesisAccount, GenesisFile, GenesisNode, NodeFile, Tuning,
+    hex, private_key_hex, GenesisAccount, GenesisFile, GenesisNode, NodeFile, S3File, Tuning,
 };
 use commonware_cryptography::{ed25519, Signer};
 use std::{
@@ -26,6 +26,22 @@ pub struct Layout {
     pub base_port: u16,
     /// Chain id.
     pub chain_id: String,
+}
+
+/// S3 port of node `i`.
+pub fn s3_port(layout: &Layout, i: usize) -> u16 {
+    layout.base_port + 2000 + i as u16
+}
+
+/// The devnet's S3 access key id and secret, derived from the admin key (devnet only).
+pub fn s3_credentials() -> (String, String) {
+    let seed =
+        blake3::hash(format!("cairn devnet s3 {}", private_key_hex(&admin_key())).as_bytes());
+    let h = hex(seed.as_bytes()).to_uppercase();
+    (
+        format!("CAIRN{}", &h[..15]),
+        hex(&seed.as_bytes()[16..]) + &h[..8].to_lowercase(),
+    )
 }
 
 /// Seed for the devnet admin account key (devnet only).
@@ -51,7 +67,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
             layout.validators, layout.nodes
         ));
     }
-    if usize::from(layout.base_port) + 1000 + layout.nodes > usize::from(u16::MAX) {
+    if usize::from(layout.base_port) + 2000 + layout.nodes > usize::from(u16::MAX) {
         return Err("--base-port too high for this many nodes".into());
     }
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -88,6 +104,12 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
                 p2p_listen: p2p,
                 admin_listen: admin,
                 tuning: Tuning::default(),
+                s3: Some(S3File {
+                    listen: SocketAddr::new(ip, s3_port(layout, i)),
+                    keys: "../../s3-keys.toml".into(),
+                    domain: "s3.localhost".into(),
+                    segment_size_bytes: None,
+                }),
             },
         ));
     }
@@ -107,6 +129,15 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
         let text = toml::to_string(file).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| io(&path, e))?;
     }
+    let path = dir.join("s3-keys.toml");
+    let (access, secret) = s3_credentials();
+    crate::s3::write_key_file(
+        &path,
+        &access,
+        &secret,
+        &crate::config::node_id(&admin_key()),
+    )
+    .map_err(|e| io(&path, e))?;
     let path = dir.join("admin.key");
     std::fs::write(&path, private_key_hex(&admin_key()) + "\n").map_err(|e| io(&path, e))?;
     let path = dir.join("genesis.toml");

@@ -1,8 +1,9 @@
 //! `cairn`: the Cairn node binary.
 //!
-//! Subcommands: `devnet` (a whole local network in one process), `node` (one node per
-//! process, from `node.toml`), `status` (readable table from the admin API), `tx` (build, sign
-//! and submit transactions), `keygen`, and `bench chain` (throughput and finality latency).
+//! Subcommands: `devnet` (a whole local network, one process per node, with fault `drill`s),
+//! `node` (one node from `node.toml`), `status` (readable table from the admin API), `tx`
+//! (build, sign and submit transactions), `put/get/ls/rm/mb` (S3 object commands), `keygen`,
+//! and `bench chain|storage`.
 //! See `docs/CONFIG.md` for the config files.
 
 mod admin;
@@ -13,8 +14,11 @@ mod config;
 mod devnet;
 mod fragments;
 mod net;
+mod objects;
 mod run;
-mod selfcheck;
+mod s3;
+mod s3client;
+mod supervisor;
 
 use cairn_chain::mempool::SigCache;
 use cairn_ledger::{Tx, TxKind};
@@ -36,7 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a whole local network in this process (creates the layout on first run).
+    /// Run a whole local network, one process per node (creates the layout on first run).
     Devnet {
         /// Number of nodes.
         #[arg(long, default_value_t = 12)]
@@ -100,6 +104,59 @@ enum Command {
     },
     /// Print a fresh random private key (hex) and its public key.
     Keygen,
+    /// Stop or start nodes or zones of a running devnet (fault drills).
+    Drill {
+        /// The devnet's directory.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// stop-zone Z | start-zone Z | stop-node N | start-node N | status
+        #[arg(required = true, num_args = 1..=2)]
+        command: Vec<String>,
+    },
+    /// Upload a file: `cairn put FILE s3://bucket/key` (AWS_* env vars or devnet/s3.env).
+    Put {
+        /// Local file.
+        file: PathBuf,
+        /// s3://bucket/key (a trailing / appends the file name).
+        target: String,
+        /// Env file to read credentials from when AWS_* are unset.
+        #[arg(long, default_value = "devnet/s3.env")]
+        env_file: PathBuf,
+    },
+    /// Download an object: `cairn get s3://bucket/key FILE` (`-` for stdout).
+    Get {
+        /// s3://bucket/key.
+        source: String,
+        /// Local file, or - for stdout.
+        file: PathBuf,
+        /// Env file to read credentials from when AWS_* are unset.
+        #[arg(long, default_value = "devnet/s3.env")]
+        env_file: PathBuf,
+    },
+    /// List buckets, or the keys of s3://bucket[/prefix].
+    Ls {
+        /// s3://bucket[/prefix]; absent lists buckets.
+        target: Option<String>,
+        /// Env file to read credentials from when AWS_* are unset.
+        #[arg(long, default_value = "devnet/s3.env")]
+        env_file: PathBuf,
+    },
+    /// Delete an object: `cairn rm s3://bucket/key`.
+    Rm {
+        /// s3://bucket/key.
+        target: String,
+        /// Env file to read credentials from when AWS_* are unset.
+        #[arg(long, default_value = "devnet/s3.env")]
+        env_file: PathBuf,
+    },
+    /// Create a bucket: `cairn mb s3://bucket`.
+    Mb {
+        /// s3://bucket.
+        target: String,
+        /// Env file to read credentials from when AWS_* are unset.
+        #[arg(long, default_value = "devnet/s3.env")]
+        env_file: PathBuf,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -153,7 +210,7 @@ fn main() -> ExitCode {
             validators,
             dir,
             base_port,
-        } => run_devnet(
+        } => supervisor::run(
             devnet::Layout {
                 nodes,
                 zones,
@@ -199,6 +256,23 @@ fn main() -> ExitCode {
             kind,
         } => submit_tx(&endpoint, &key, wait, kind),
         Command::Keygen => keygen(),
+        Command::Drill { dir, command } => supervisor::drill(&dir, &command),
+        Command::Put {
+            file,
+            target,
+            env_file,
+        } => objects::put(&file, &target, &env_file),
+        Command::Get {
+            source,
+            file,
+            env_file,
+        } => objects::get(&source, &file, &env_file),
+        Command::Ls { target, env_file } => {
+            restore_default_sigpipe();
+            objects::ls(target.as_deref(), &env_file)
+        }
+        Command::Rm { target, env_file } => objects::rm(&target, &env_file),
+        Command::Mb { target, env_file } => objects::mb(&target, &env_file),
         Command::Bench {
             which: BenchCommand::Chain(args),
         } => bench::chain(args),
@@ -220,89 +294,6 @@ fn runtime(storage: PathBuf) -> cw_tokio::Runner {
         .with_storage_directory(storage)
         .with_tcp_nodelay(Some(true));
     cw_tokio::Runner::new(cfg)
-}
-
-fn run_devnet(layout: devnet::Layout, dir: PathBuf) -> Result<(), String> {
-    let created = devnet::ensure_layout(&dir, &layout)?;
-    let configs = run::devnet_configs(&dir)?;
-    let count = configs.len();
-    println!(
-        "{} devnet at {} ({} nodes)",
-        if created { "created" } else { "resuming" },
-        dir.display(),
-        count
-    );
-    let storage = dir.join("storage");
-    runtime(storage).start(|context| async move {
-        let sig_cache = Arc::new(SigCache::new(run::SIG_CACHE_CAPACITY));
-        let mut running = Vec::new();
-        for cfg in &configs {
-            let name = cfg
-                .file
-                .data_dir
-                .parent()
-                .and_then(|p| p.file_name())
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default();
-            match run::start_node(&context, cfg, &name, sig_cache.clone()).await {
-                Ok(r) => running.push(r),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        println!(
-            "{:<5} {:<5} {:<22} {:<22} roles",
-            "node", "zone", "p2p", "admin API"
-        );
-        for (r, cfg) in running.iter().zip(configs.iter()) {
-            let entry = cfg.genesis.nodes.iter().find(|n| n.name == r.name);
-            let (zone, roles) = entry
-                .map(|n| (n.zone.clone(), n.roles.join(",")))
-                .unwrap_or_default();
-            println!(
-                "{:<5} {:<5} {:<22} {:<22} {}",
-                r.name,
-                zone,
-                r.p2p.to_string(),
-                format!("http://{}", r.admin),
-                roles
-            );
-        }
-        println!("status:  cairn status --endpoint {}", running[0].admin);
-        println!(
-            "tx:      cairn tx --endpoint {} --key {} config-set hello world",
-            running[0].admin,
-            dir.join("admin.key").display()
-        );
-        println!(
-            "metrics: http://{}/metrics   (Ctrl-C stops the devnet; rerun resumes it)",
-            running[0].admin
-        );
-        {
-            // Exercise the storage data path once the chain is live (real sockets and disks).
-            let shared = running[0].node.shared.clone();
-            let key = config::account_key(&configs[0].key);
-            tokio::spawn(async move {
-                let mut finalized = shared.subscribe();
-                while finalized.borrow().height == 0 {
-                    if finalized.changed().await.is_err() {
-                        return;
-                    }
-                }
-                match selfcheck::run(&shared, key).await {
-                    Ok(report) => println!("{report}"),
-                    Err(e) => println!("storage self-check FAILED: {e}"),
-                }
-            });
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        println!("stopping {count} nodes ...");
-        for r in &running {
-            r.node.abort();
-        }
-        let height = running[0].node.shared.finalized_height();
-        println!("stopped at finalized height {height}");
-        Ok(())
-    })
 }
 
 fn run_single(path: PathBuf) -> Result<(), String> {

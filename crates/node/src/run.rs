@@ -4,6 +4,7 @@ use crate::{
     admin::{self, Admin},
     config::{account_key, hex, node_id, NodeConfig},
     net,
+    s3::Nonces,
 };
 use cairn_chain::{
     engine::{self, Config as ChainConfig},
@@ -46,6 +47,9 @@ pub enum RunError {
     /// The chain failed to start.
     #[error(transparent)]
     Start(#[from] engine::StartError),
+    /// The node's configuration is inconsistent.
+    #[error("{0}")]
+    Config(String),
     /// The node's key is not listed in genesis.
     #[error("node key {0} is not in genesis; add it under [[nodes]] in genesis.toml")]
     NotInGenesis(String),
@@ -85,6 +89,9 @@ pub async fn start_node(
         .find(|n| crate::config::hex32(&n.public_key) == Some(id))
         .ok_or_else(|| RunError::NotInGenesis(hex(&id)))?;
     check_port("p2p", cfg.file.p2p_listen)?;
+    if let Some(s3cfg) = &cfg.file.s3 {
+        check_port("S3", s3cfg.listen)?;
+    }
     let listener =
         admin::bind(cfg.file.admin_listen)
             .await
@@ -159,6 +166,36 @@ pub async fn start_node(
         fragments,
     });
     tokio::spawn(admin::serve(listener, admin));
+    let nonces = Arc::new(Nonces::new(id));
+    if let Some(s3cfg) = &cfg.file.s3 {
+        if !entry.roles.iter().any(|r| r == "gateway") {
+            return Err(RunError::Config(format!(
+                "node {} has an [s3] section but not the gateway role",
+                entry.name
+            )));
+        }
+        let keys = crate::s3::load_keys(&s3cfg.keys).map_err(RunError::Config)?;
+        let listener =
+            crate::s3::bind(s3cfg.listen)
+                .await
+                .map_err(|source| RunError::PortTaken {
+                    what: "S3",
+                    addr: s3cfg.listen,
+                    source,
+                })?;
+        let ledger = Arc::new(crate::s3::NodeLedger::new(
+            node.shared.clone(),
+            node.blocks.clone(),
+            account_key(&cfg.key),
+            nonces.clone(),
+        ));
+        let mut gw = cairn_gateway::s3::GatewayConfig::default();
+        if let Some(v) = s3cfg.segment_size_bytes {
+            gw.segment_size_bytes = v;
+        }
+        let domain = s3cfg.domain.clone();
+        tokio::spawn(async move { crate::s3::serve(listener, ledger, keys, &domain, gw).await });
+    }
     let interval_ms = tuning
         .heartbeat_interval_ms
         .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
@@ -167,6 +204,7 @@ pub async fn start_node(
             ctx.child("heartbeat"),
             node.shared.clone(),
             cfg.key.clone(),
+            nonces,
             Duration::from_millis(interval_ms),
         ));
     }
@@ -183,6 +221,7 @@ async fn heartbeats(
     context: Context,
     shared: Arc<Shared>,
     key: ed25519::PrivateKey,
+    nonces: Arc<Nonces>,
     interval: Duration,
 ) {
     let id = node_id(&key);
@@ -196,9 +235,8 @@ async fn heartbeats(
             }
         }
         let Some((nonce, seq)) = shared.with_state(|s| {
-            let account = s.account(&id)?;
             let node = s.node(&id)?;
-            Some((account.nonce_max + 1, node.last_heartbeat_seq + 1))
+            Some((nonces.next(s)?, node.last_heartbeat_seq + 1))
         }) else {
             continue;
         };

@@ -1,0 +1,266 @@
+//! The node's S3 endpoint: the gateway crate's s3s service over this node's finalized state,
+//! mempool and fragment transport, on its own hyper listener.
+
+use crate::fragments::HttpTransport;
+use cairn_chain::{engine::BlockReader, Shared, SubmitError, TxStatus};
+use cairn_gateway::{
+    keys::{Access, Auth, KeyStore},
+    s3::{CommitError, Gateway, GatewayConfig, Ledger, VirtualHosts},
+};
+use cairn_ledger::{AccountId, NodeId, State, Tx, TxKind};
+use ed25519_dalek::SigningKey;
+use hyper_util::rt::TokioIo;
+use s3s::service::S3ServiceBuilder;
+use serde::Deserialize;
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+
+/// Longest a write waits for its transaction to finalize before answering 503.
+pub const COMMIT_TIMEOUT_MS: u64 = 10_000;
+/// Transactions this gateway has in flight at once (well inside the ledger's nonce window).
+pub const MAX_INFLIGHT_TXS: usize = 32;
+/// Open S3 connections at once; more wait in the accept queue.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Request head (line + headers) limit; larger heads get 431.
+pub const MAX_HEADER_SIZE_BYTES: usize = 64 * 1024;
+/// Longest a client may take to send a request head.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
+/// Per-request timeout of fragment transfers.
+pub const FRAGMENT_TIMEOUT_MS: u64 = 10_000;
+
+/// Hands out this account's nonces: above the finalized maximum and above every nonce already
+/// handed out, so heartbeats and gateway writes never collide.
+pub struct Nonces {
+    account: AccountId,
+    next: Mutex<u64>,
+}
+
+impl Nonces {
+    /// Allocator for `account`.
+    pub fn new(account: AccountId) -> Self {
+        Self {
+            account,
+            next: Mutex::new(0),
+        }
+    }
+
+    /// The next nonce to sign with.
+    pub fn next(&self, state: &State) -> Option<u64> {
+        let finalized = state.account(&self.account)?.nonce_max;
+        let mut next = self.next.lock().expect("nonce lock");
+        let n = (*next).max(finalized + 1);
+        *next = n + 1;
+        Some(n)
+    }
+}
+
+/// The gateway's view of this node.
+pub struct NodeLedger {
+    shared: Arc<Shared>,
+    blocks: BlockReader,
+    key: SigningKey,
+    nonces: Arc<Nonces>,
+    inflight: Semaphore,
+}
+
+impl NodeLedger {
+    /// Signs with `key` (the node's operator account), drawing nonces from `nonces`.
+    pub fn new(
+        shared: Arc<Shared>,
+        blocks: BlockReader,
+        key: SigningKey,
+        nonces: Arc<Nonces>,
+    ) -> Self {
+        Self {
+            shared,
+            blocks,
+            key,
+            nonces,
+            inflight: Semaphore::new(MAX_INFLIGHT_TXS),
+        }
+    }
+
+    async fn finalize(&self, kind: TxKind) -> Result<(), CommitError> {
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .map_err(|_| CommitError::Unavailable("gateway shutting down".into()))?;
+        // Subscribe before submitting so the finalizing block cannot slip past.
+        let mut blocks = self.shared.subscribe_blocks();
+        let signer = self.gateway();
+        let nonce = self
+            .shared
+            .with_state(|s| self.nonces.next(s))
+            .ok_or_else(|| {
+                CommitError::Unavailable("this node's account is not registered".into())
+            })?;
+        let tx = Tx {
+            signer,
+            nonce,
+            kind,
+        }
+        .sign(&self.key);
+        let hash = self
+            .shared
+            .submit(tx.encode().into())
+            .map_err(|e| match e {
+                SubmitError::Invalid(e) => CommitError::Rejected(e),
+                SubmitError::Busy(e) => CommitError::Unavailable(e.to_string()),
+            })?;
+        loop {
+            match blocks.recv().await {
+                Ok(b) => {
+                    if let Some(i) = b.tx_hashes.iter().position(|h| *h == hash) {
+                        return b.receipts[i].clone().map_err(CommitError::Rejected);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let TxStatus::Finalized { result, .. } = self.shared.tx_status(&hash) {
+                        return result.map_err(CommitError::Rejected);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(CommitError::Unavailable("the chain stopped".into()))
+                }
+            }
+        }
+    }
+}
+
+impl Ledger for NodeLedger {
+    fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        self.shared.with_state(f)
+    }
+
+    fn gateway(&self) -> AccountId {
+        self.key.verifying_key().to_bytes()
+    }
+
+    async fn commit(&self, kind: TxKind) -> Result<(), CommitError> {
+        match tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.finalize(kind)).await {
+            Ok(r) => r,
+            Err(_) => Err(CommitError::Unavailable(format!(
+                "not finalized within {COMMIT_TIMEOUT_MS} ms; the committee may have lost its quorum"
+            ))),
+        }
+    }
+
+    async fn block_time_ms(&self, height: u64) -> Option<u64> {
+        self.blocks.get(height).await.map(|b| b.timestamp_ms)
+    }
+}
+
+/// One entry of a gateway key file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    access_key: String,
+    secret_key: String,
+    /// Hex account id the key acts for.
+    account: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    #[serde(default)]
+    keys: Vec<KeyEntry>,
+}
+
+/// Loads a gateway key file (`[[keys]] access_key, secret_key, account`).
+pub fn load_keys(path: &Path) -> Result<KeyStore, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: KeyFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut store = KeyStore::new();
+    for k in file.keys {
+        let account = crate::config::hex32(&k.account)
+            .ok_or_else(|| format!("{}: account must be 64 hex characters", path.display()))?;
+        store
+            .insert(&k.access_key, &k.secret_key, account)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(store)
+}
+
+/// Writes a key file holding one key.
+pub fn write_key_file(
+    path: &Path,
+    access_key: &str,
+    secret_key: &str,
+    account: &AccountId,
+) -> std::io::Result<()> {
+    let text = format!(
+        "# S3 keys of this gateway; never share or commit this file.\n[[keys]]\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\naccount = \"{}\"\n",
+        crate::config::hex(account)
+    );
+    std::fs::write(path, text)
+}
+
+/// Binds the S3 listener (fails fast with a clear error if the port is taken).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind the S3 endpoint on {addr}: {e}"),
+        )
+    })
+}
+
+/// Node addresses for fragment transfers (genesis `addresses[1]` is the node API).
+pub fn node_addresses(state: &State) -> HashMap<NodeId, SocketAddr> {
+    state
+        .nodes()
+        .filter_map(|(id, n)| Some((*id, n.addresses.get(1)?.parse().ok()?)))
+        .collect()
+}
+
+/// Serves S3 on `listener` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    ledger: Arc<NodeLedger>,
+    keys: KeyStore,
+    domain: &str,
+    cfg: GatewayConfig,
+) {
+    let addresses = ledger.read(node_addresses);
+    let transport = Arc::new(HttpTransport::new(
+        ledger.key.clone(),
+        addresses,
+        FRAGMENT_TIMEOUT_MS,
+    ));
+    let keys = Arc::new(keys);
+    let gateway = Gateway::new(ledger.clone(), transport, keys.clone(), cfg);
+    let mut builder = S3ServiceBuilder::new(gateway);
+    builder.set_auth(Auth(keys));
+    builder.set_access(Access(ledger));
+    builder.set_host(VirtualHosts::new(domain));
+    let service = builder.build();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(MAX_HEADER_SIZE_BYTES)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,492 @@
+//! `cairn devnet`: runs every node of a local layout as its own `cairn node` process, so fault
+//! drills (`cairn drill stop-zone z2`) kill and restart real processes, as a zone outage would.
+//!
+//! Once the chain is live it authorizes every gateway node for the devnet admin account,
+//! runs an S3 round trip through node 0's gateway (the storage self-check), writes
+//! `<dir>/s3.env`, prints a ready-to-paste aws profile and then `devnet ready`. Drill commands
+//! arrive on `<dir>/control.sock`. Node output goes to `<dir>/nodes/<name>/node.log`.
+
+use crate::{
+    client,
+    config::{account_key, hex, node_id, NodeConfig},
+    devnet::{self, Layout},
+    s3client::{Body, S3Client},
+};
+use cairn_ledger::{Tx, TxKind};
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::{
+        net::{UnixListener, UnixStream},
+        process::CommandExt,
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+/// Longest the devnet waits for its first finalized block.
+pub const READY_TIMEOUT_MS: u64 = 180_000;
+/// Longest a stopping node gets to exit after SIGINT before SIGKILL.
+pub const STOP_GRACE_MS: u64 = 10_000;
+/// Longest one control command may take.
+pub const CONTROL_TIMEOUT_MS: u64 = 60_000;
+/// Size of the self-check object.
+pub const SELF_CHECK_SIZE_BYTES: usize = 1 << 20;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+struct NodeProc {
+    name: String,
+    zone: String,
+    config: PathBuf,
+    log: PathBuf,
+    admin: String,
+    s3: Option<String>,
+    child: Option<Child>,
+}
+
+struct Devnet {
+    exe: PathBuf,
+    nodes: Vec<NodeProc>,
+}
+
+impl Devnet {
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let n = &mut self.nodes[i];
+        if n.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .map_err(|e| format!("cannot open {}: {e}", n.log.display()))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&n.config)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        // SAFETY: prctl is async-signal-safe; it makes the node die with the devnet even if
+        // the devnet itself is SIGKILLed.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", n.name))?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn select(&self, what: &str, arg: &str) -> Result<Vec<usize>, String> {
+        let picked: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| match what {
+                "zone" => self.nodes[i].zone == arg,
+                _ => self.nodes[i].name == arg,
+            })
+            .collect();
+        if picked.is_empty() {
+            return Err(format!("no {what} named {arg:?}"));
+        }
+        Ok(picked)
+    }
+
+    fn command(&mut self, line: &str) -> Result<String, String> {
+        let mut words = line.split_whitespace();
+        let (cmd, arg) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        match cmd {
+            "stop-zone" | "stop-node" | "start-zone" | "start-node" => {
+                let what = if cmd.ends_with("zone") {
+                    "zone"
+                } else {
+                    "node"
+                };
+                let picked = self.select(what, arg)?;
+                let names: Vec<String> =
+                    picked.iter().map(|&i| self.nodes[i].name.clone()).collect();
+                if cmd.starts_with("stop") {
+                    for &i in &picked {
+                        self.kill(i);
+                    }
+                    Ok(format!("stopped (SIGKILL) {}", names.join(" ")))
+                } else {
+                    for &i in &picked {
+                        self.spawn(i)?;
+                    }
+                    let deadline = Instant::now() + Duration::from_millis(CONTROL_TIMEOUT_MS);
+                    for &i in &picked {
+                        while client::get_json(&self.nodes[i].admin, "/status").is_err() {
+                            if Instant::now() > deadline {
+                                return Err(format!(
+                                    "{} did not come back within {CONTROL_TIMEOUT_MS} ms",
+                                    self.nodes[i].name
+                                ));
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                    Ok(format!("started {}", names.join(" ")))
+                }
+            }
+            "status" => Ok(self
+                .nodes
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{}:{}:{}",
+                        n.name,
+                        n.zone,
+                        if n.child.is_some() { "up" } else { "down" }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")),
+            _ => {
+                Err("commands: stop-zone Z, start-zone Z, stop-node N, start-node N, status".into())
+            }
+        }
+    }
+
+    /// Notices nodes that exited on their own (not by a drill).
+    fn reap(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(c) = &mut n.child {
+                if let Ok(Some(status)) = c.try_wait() {
+                    println!("node {} exited ({status}); see {}", n.name, n.log.display());
+                    n.child = None;
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(c) = &n.child {
+                // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+                unsafe {
+                    libc::kill(c.id() as libc::pid_t, libc::SIGINT);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(STOP_GRACE_MS);
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                loop {
+                    match c.try_wait() {
+                        Ok(Some(_)) | Err(_) => break,
+                        Ok(None) if Instant::now() > deadline => {
+                            let _ = c.kill();
+                            let _ = c.wait();
+                            break;
+                        }
+                        Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn node_name(cfg: &NodeConfig) -> String {
+    cfg.file
+        .data_dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+/// Runs the devnet until SIGINT/SIGTERM.
+pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
+    let created = devnet::ensure_layout(&dir, &layout)?;
+    let configs = crate::run::devnet_configs(&dir)?;
+    println!(
+        "{} devnet at {} ({} nodes, one process each)",
+        if created { "created" } else { "resuming" },
+        dir.display(),
+        configs.len()
+    );
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the cairn binary: {e}"))?;
+    let mut net = Devnet {
+        exe,
+        nodes: Vec::new(),
+    };
+    for cfg in &configs {
+        let name = node_name(cfg);
+        let zone = cfg
+            .genesis
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.zone.clone())
+            .unwrap_or_default();
+        let node_dir = dir.join("nodes").join(&name);
+        net.nodes.push(NodeProc {
+            name,
+            zone,
+            config: node_dir.join("node.toml"),
+            log: node_dir.join("node.log"),
+            admin: cfg.file.admin_listen.to_string(),
+            s3: cfg.file.s3.as_ref().map(|s| s.listen.to_string()),
+            child: None,
+        });
+    }
+    for i in 0..net.nodes.len() {
+        if let Err(e) = net.spawn(i) {
+            net.shutdown();
+            return Err(e);
+        }
+    }
+    println!(
+        "{:<5} {:<5} {:<22} {:<22} {:<22} roles",
+        "node", "zone", "p2p", "admin API", "S3"
+    );
+    for (n, cfg) in net.nodes.iter().zip(&configs) {
+        let roles = cfg
+            .genesis
+            .nodes
+            .iter()
+            .find(|g| g.name == n.name)
+            .map(|g| g.roles.join(","))
+            .unwrap_or_default();
+        println!(
+            "{:<5} {:<5} {:<22} {:<22} {:<22} {}",
+            n.name,
+            n.zone,
+            cfg.file.p2p_listen.to_string(),
+            format!("http://{}", n.admin),
+            n.s3.as_deref()
+                .map(|s| format!("http://{s}"))
+                .unwrap_or_default(),
+            roles
+        );
+    }
+    let result = bring_up(&mut net, &dir, &configs).and_then(|()| control_loop(&mut net, &dir));
+    println!("stopping {} nodes ...", net.nodes.len());
+    net.shutdown();
+    let _ = std::fs::remove_file(dir.join("control.sock"));
+    result
+}
+
+fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), String> {
+    let admin = net.nodes[0].admin.clone();
+    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        net.reap();
+        if let Ok(s) = client::get_json(&admin, "/status") {
+            if s["height"].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no block finalized within {READY_TIMEOUT_MS} ms; see the node logs under {}",
+                dir.join("nodes").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    authorize_gateways(&admin, configs)?;
+    let (access, secret) = devnet::s3_credentials();
+    let s3 = net.nodes[0].s3.clone().ok_or("node 0 has no S3 endpoint")?;
+    let env = format!(
+        "export AWS_ACCESS_KEY_ID={access}\nexport AWS_SECRET_ACCESS_KEY={secret}\nexport AWS_DEFAULT_REGION=us-east-1\nexport AWS_ENDPOINT_URL=http://{s3}\n"
+    );
+    let client = S3Client {
+        host: s3.clone(),
+        access_key: access.clone(),
+        secret_key: secret.clone(),
+        region: "us-east-1".into(),
+    };
+    match self_check(&client) {
+        Ok(report) => println!("{report}"),
+        Err(e) => println!("storage self-check FAILED: {e}"),
+    }
+    let path = dir.join("s3.env");
+    std::fs::write(&path, &env).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("S3 endpoint http://{s3} (path-style; virtual-host style under *.s3.localhost)");
+    println!(
+        "aws profile (paste into a shell, or `source {}`):",
+        path.display()
+    );
+    print!("{env}");
+    println!("  then e.g.: aws s3 mb s3://photos && aws s3 cp ./file s3://photos/");
+    println!("drills:  cairn drill --dir {} stop-zone z2   (start-zone, stop-node n03, start-node n03, status)", dir.display());
+    println!(
+        "status:  cairn status --endpoint {admin}   (Ctrl-C stops the devnet; rerun resumes it)"
+    );
+    println!("devnet ready");
+    Ok(())
+}
+
+/// Lets every gateway node act for the devnet admin account (idempotent).
+fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String> {
+    let key = devnet::admin_key();
+    let signer = node_id(&key);
+    let account = client::get_json(admin, &format!("/accounts/{}", hex(&signer)))?;
+    let mut nonce = account["nonce_max"].as_u64().unwrap_or(0);
+    let gateways: Vec<[u8; 32]> = configs[0]
+        .genesis
+        .nodes
+        .iter()
+        .filter(|n| n.roles.iter().any(|r| r == "gateway"))
+        .filter_map(|n| crate::config::hex32(&n.public_key))
+        .collect();
+    let mut hashes = Vec::new();
+    for gateway in gateways {
+        nonce += 1;
+        let tx = Tx {
+            signer,
+            nonce,
+            kind: TxKind::AuthorizeGateway {
+                gateway,
+                allowed: true,
+            },
+        }
+        .sign(&account_key(&key));
+        let (code, body) = client::request(admin, "POST", "/tx", &tx.encode())?;
+        if code >= 400 {
+            return Err(format!(
+                "authorizing gateways failed: HTTP {code}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        hashes.push(hex(&tx.hash()));
+    }
+    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+    for h in hashes {
+        loop {
+            let status = client::get_json(admin, &format!("/tx/{h}"))?;
+            if status["status"] == "finalized" {
+                if status["result"] != "ok" {
+                    return Err(format!("AuthorizeGateway rejected: {}", status["result"]));
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("AuthorizeGateway transactions were not finalized in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a bucket, PUTs 1 MiB, GETs it back and compares (the real S3 and storage path).
+fn self_check(client: &S3Client) -> Result<String, String> {
+    let bucket = "cairn-self-check";
+    let r = client.request("PUT", &format!("/{bucket}"), &[], &[], Body::Empty, None)?;
+    if r.status >= 300 && !r.error_text().contains("BucketAlreadyOwnedByYou") {
+        return Err(format!("CreateBucket: {}", r.error_text()));
+    }
+    let mut data = vec![0u8; SELF_CHECK_SIZE_BYTES];
+    blake3::Hasher::new()
+        .update(format!("{:?}", Instant::now()).as_bytes())
+        .finalize_xof()
+        .fill(&mut data);
+    let path = format!("/{bucket}/object");
+    let started = Instant::now();
+    let r = client.request("PUT", &path, &[], &[], Body::Bytes(&data), None)?;
+    if r.status != 200 {
+        return Err(format!("PutObject: {}", r.error_text()));
+    }
+    let put_ms = started.elapsed().as_millis();
+    let started = Instant::now();
+    let r = client.request("GET", &path, &[], &[], Body::Empty, None)?;
+    if r.status != 200 {
+        return Err(format!("GetObject: {}", r.error_text()));
+    }
+    let get_ms = started.elapsed().as_millis();
+    if r.body != data {
+        return Err("read-back bytes differ from what was written".into());
+    }
+    Ok(format!(
+        "storage self-check: S3 PUT of 1 MiB (erasure-coded, finalized) {put_ms} ms, verified GET {get_ms} ms"
+    ))
+}
+
+fn control_loop(net: &mut Devnet, dir: &Path) -> Result<(), String> {
+    let path = dir.join("control.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener =
+        UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let (tx, rx) = mpsc::channel::<(String, UnixStream)>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut r = BufReader::new(&stream);
+            if r.read_line(&mut line).is_ok() && tx.send((line, stream)).is_err() {
+                return;
+            }
+        }
+    });
+    while !STOP.load(Ordering::SeqCst) {
+        net.reap();
+        if let Ok((line, mut stream)) = rx.recv_timeout(Duration::from_millis(200)) {
+            let reply = match net.command(line.trim()) {
+                Ok(s) => format!("ok {s}\n"),
+                Err(e) => format!("error {e}\n"),
+            };
+            print!("drill: {} -> {reply}", line.trim());
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// `cairn drill`: sends one command to a running devnet and prints its answer.
+pub fn drill(dir: &Path, command: &[String]) -> Result<(), String> {
+    let path = dir.join("control.sock");
+    let mut stream = UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "cannot reach the devnet at {}: {e} (is `cairn devnet --dir {}` running?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(CONTROL_TIMEOUT_MS + 5_000)))
+        .map_err(|e| e.to_string())?;
+    writeln!(stream, "{}", command.join(" ")).map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(|e| format!("no answer from the devnet: {e}"))?;
+    let reply = reply.trim();
+    match reply.strip_prefix("ok ") {
+        Some(r) => {
+            println!("{r}");
+            Ok(())
+        }
+        None => Err(reply.strip_prefix("error ").unwrap_or(reply).to_string()),
+    }
+}
