@@ -421,6 +421,33 @@ fn list_entry(key: String, rec: &ObjectRecord) -> dto::Object {
     }
 }
 
+/// Percent-encodes a key for `encoding-type=url` listings (clients decode with
+/// `unquote_plus`, so `+` and space must be escaped).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Applies a listing's `encoding-type` to one returned name.
+fn encoder(encoding: Option<&dto::EncodingType>) -> S3Result<fn(String) -> String> {
+    match encoding.map(|e| e.as_str()) {
+        None => Ok(|s| s),
+        Some("url") => Ok(|s| url_encode(&s)),
+        Some(other) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("encoding-type {other:?} is not supported; use url"),
+        )),
+    }
+}
+
 fn max_keys(v: Option<i32>) -> S3Result<usize> {
     match v {
         None => Ok(MAX_LIST_KEYS),
@@ -1194,26 +1221,27 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 max,
             ))
         })?;
+        let enc = encoder(input.encoding_type.as_ref())?;
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: Some(prefix),
-            marker: Some(marker),
+            prefix: Some(enc(prefix)),
+            marker: Some(enc(marker)),
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
-            next_marker: page.last.filter(|_| page.truncated),
+            next_marker: page.last.filter(|_| page.truncated).map(enc),
             contents: Some(
                 page.objects
                     .into_iter()
-                    .map(|(k, r)| list_entry(k, &r))
+                    .map(|(k, r)| list_entry(enc(k), &r))
                     .collect(),
             ),
             common_prefixes: Some(
                 page.prefixes
                     .into_iter()
-                    .map(|p| dto::CommonPrefix { prefix: Some(p) })
+                    .map(|p| dto::CommonPrefix { prefix: Some(enc(p)) })
                     .collect(),
             ),
-            delimiter: input.delimiter,
+            delimiter: input.delimiter.map(enc),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -1250,9 +1278,10 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             ))
         })?;
         let count = page.objects.len() + page.prefixes.len();
+        let enc = encoder(input.encoding_type.as_ref())?;
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(prefix),
+            prefix: Some(enc(prefix)),
             max_keys: Some(max as i32),
             key_count: Some(count as i32),
             continuation_token: input.continuation_token,
@@ -1264,18 +1293,18 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             contents: Some(
                 page.objects
                     .into_iter()
-                    .map(|(k, r)| list_entry(k, &r))
+                    .map(|(k, r)| list_entry(enc(k), &r))
                     .collect(),
             ),
             common_prefixes: Some(
                 page.prefixes
                     .into_iter()
-                    .map(|p| dto::CommonPrefix { prefix: Some(p) })
+                    .map(|p| dto::CommonPrefix { prefix: Some(enc(p)) })
                     .collect(),
             ),
-            delimiter: input.delimiter,
+            delimiter: input.delimiter.map(enc),
             encoding_type: input.encoding_type,
-            start_after: input.start_after,
+            start_after: input.start_after.map(enc),
             ..Default::default()
         }))
     }
@@ -1803,6 +1832,15 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn url_encoding_escapes_plus_and_space() {
+        assert_eq!(url_encode("a/5MiB+1 x"), "a/5MiB%2B1%20x");
+        assert_eq!(url_encode("ü"), "%C3%BC");
+        let enc = encoder(None).unwrap();
+        assert_eq!(enc("a+b".into()), "a+b");
+        assert!(encoder(Some(&dto::EncodingType::from_static("base64"))).is_err());
     }
 
     #[test]

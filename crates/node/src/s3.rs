@@ -23,12 +23,14 @@ use tokio::{net::TcpListener, sync::Semaphore};
 
 /// Longest a write waits for its transaction to finalize before answering 503.
 pub const COMMIT_TIMEOUT_MS: u64 = 10_000;
-/// Transactions this gateway has in flight at once (well inside the ledger's nonce window).
-pub const MAX_INFLIGHT_TXS: usize = 32;
+/// Transactions this gateway has in flight at once (inside the ledger's 64-nonce window).
+pub const MAX_INFLIGHT_TXS: usize = 48;
+/// Longest a write waits for an in-flight slot before answering 503 SlowDown.
+pub const INFLIGHT_WAIT_MS: u64 = 60_000;
 /// Open S3 connections at once; more wait in the accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Request head (line + headers) limit; larger heads get 431.
-pub const MAX_HEADER_SIZE_BYTES: usize = 64 * 1024;
+/// Request head (line + headers) limit; larger heads get 431 (S3 itself allows 8 KiB).
+pub const MAX_HEADER_SIZE_BYTES: usize = 32 * 1024;
 /// Longest a client may take to send a request head.
 pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Per-request timeout of fragment transfers.
@@ -87,11 +89,6 @@ impl NodeLedger {
     }
 
     async fn finalize(&self, kind: TxKind) -> Result<(), CommitError> {
-        let _permit = self
-            .inflight
-            .acquire()
-            .await
-            .map_err(|_| CommitError::Unavailable("gateway shutting down".into()))?;
         // Subscribe before submitting so the finalizing block cannot slip past.
         let mut blocks = self.shared.subscribe_blocks();
         let signer = self.gateway();
@@ -144,6 +141,21 @@ impl Ledger for NodeLedger {
     }
 
     async fn commit(&self, kind: TxKind) -> Result<(), CommitError> {
+        // Waiting for a slot is bounded separately, so a burst (DeleteObjects of 1000 keys)
+        // queues instead of timing out, while a stalled chain still answers within bounds.
+        let _permit = match tokio::time::timeout(
+            Duration::from_millis(INFLIGHT_WAIT_MS),
+            self.inflight.acquire(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(CommitError::Unavailable(format!(
+                    "{MAX_INFLIGHT_TXS} writes already waiting for finality for {INFLIGHT_WAIT_MS} ms"
+                )))
+            }
+        };
         match tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.finalize(kind)).await {
             Ok(r) => r,
             Err(_) => Err(CommitError::Unavailable(format!(
