@@ -348,19 +348,26 @@ pub fn read_range<T: FragmentTransport + 'static>(
         }
         offset = seg_end;
     }
-    Ok(futures::stream::iter(wanted).then(move |(i, seg_start)| {
-        let (transport, placement, segments) =
-            (transport.clone(), placement.clone(), segments.clone());
-        async move {
-            let seg = &segments[i];
-            let data =
-                read_segment(&*transport, coding, &placement, i, seg, extra_requests).await?;
-            let from = start.saturating_sub(seg_start) as usize;
-            let to = (end - seg_start).min(seg.len_bytes) as usize;
-            Ok(Bytes::from(data).slice(from..to))
-        }
-    }))
+    // Segments are fetched ahead while earlier ones stream out: per read, at most
+    // READ_AHEAD_SEGMENTS segments are being fetched plus the one being sent.
+    Ok(futures::stream::iter(wanted)
+        .map(move |(i, seg_start)| {
+            let (transport, placement, segments) =
+                (transport.clone(), placement.clone(), segments.clone());
+            async move {
+                let seg = &segments[i];
+                let data =
+                    read_segment(&*transport, coding, &placement, i, seg, extra_requests).await?;
+                let from = start.saturating_sub(seg_start) as usize;
+                let to = (end - seg_start).min(seg.len_bytes) as usize;
+                Ok(Bytes::from(data).slice(from..to))
+            }
+        })
+        .buffered(READ_AHEAD_SEGMENTS))
 }
+
+/// Segments a read fetches ahead of the one being streamed.
+pub const READ_AHEAD_SEGMENTS: usize = 2;
 
 #[cfg(test)]
 mod tests {

@@ -230,6 +230,14 @@ fn upload_error(e: UploadError) -> S3Error {
         UploadError::TooLarge { .. } => {
             S3Error::with_message(S3ErrorCode::EntityTooLarge, e.to_string())
         }
+        UploadError::Body(ref m) if m.contains("Sha256Mismatch") => {
+            let mut err = S3Error::with_message(
+                S3ErrorCode::from_bytes(b"XAmzContentSHA256Mismatch").expect("valid code"),
+                "the body does not match x-amz-content-sha256; nothing was stored",
+            );
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            err
+        }
         UploadError::Body(_) => S3Error::with_message(S3ErrorCode::IncompleteBody, e.to_string()),
         UploadError::Placement { .. } | UploadError::Coding(_) | UploadError::Config(_) => {
             S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
@@ -616,6 +624,16 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        if let Some(m) = content_md5 {
+            let m = m.trim();
+            let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+            if m.len() != 24 || !m.ends_with("==") || !m[..22].chars().all(b64) {
+                return Err(s3_error!(
+                    InvalidDigest,
+                    "Content-MD5 must be the base64 of a 16-byte MD5 digest"
+                ));
+            }
+        }
         let mut hasher = Md5::new();
         let mut size = 0u64;
         let counted = body.map(|chunk| {
@@ -1238,7 +1256,9 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             common_prefixes: Some(
                 page.prefixes
                     .into_iter()
-                    .map(|p| dto::CommonPrefix { prefix: Some(enc(p)) })
+                    .map(|p| dto::CommonPrefix {
+                        prefix: Some(enc(p)),
+                    })
                     .collect(),
             ),
             delimiter: input.delimiter.map(enc),
@@ -1299,7 +1319,9 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             common_prefixes: Some(
                 page.prefixes
                     .into_iter()
-                    .map(|p| dto::CommonPrefix { prefix: Some(enc(p)) })
+                    .map(|p| dto::CommonPrefix {
+                        prefix: Some(enc(p)),
+                    })
                     .collect(),
             ),
             delimiter: input.delimiter.map(enc),

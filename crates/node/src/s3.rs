@@ -152,8 +152,8 @@ impl Ledger for NodeLedger {
             Ok(Ok(p)) => p,
             _ => {
                 return Err(CommitError::Unavailable(format!(
-                    "{MAX_INFLIGHT_TXS} writes already waiting for finality for {INFLIGHT_WAIT_MS} ms"
-                )))
+                "{MAX_INFLIGHT_TXS} writes already waiting for finality for {INFLIGHT_WAIT_MS} ms"
+            )))
             }
         };
         match tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.finalize(kind)).await {
