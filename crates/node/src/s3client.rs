@@ -67,6 +67,9 @@ impl Response {
     }
 }
 
+/// Where a response body goes, with a progress callback (bytes so far).
+pub type Sink<'a> = (&'a mut dyn Write, &'a dyn Fn(u64));
+
 /// Where a request body comes from.
 pub enum Body<'a> {
     /// No body.
@@ -173,7 +176,7 @@ impl S3Client {
         query: &[(&str, &str)],
         extra_headers: &[(&str, &str)],
         body: Body<'_>,
-        sink: Option<(&mut dyn Write, &dyn Fn(u64))>,
+        sink: Option<Sink<'_>>,
     ) -> Result<Response, String> {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -353,7 +353,7 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
     let key = devnet::admin_key();
     let signer = node_id(&key);
     let account = client::get_json(admin, &format!("/accounts/{}", hex(&signer)))?;
-    let mut nonce = account["nonce_max"].as_u64().unwrap_or(0);
+    let first_nonce = account["nonce_max"].as_u64().unwrap_or(0) + 1;
     let gateways: Vec<[u8; 32]> = configs[0]
         .genesis
         .nodes
@@ -362,8 +362,7 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
         .filter_map(|n| crate::config::hex32(&n.public_key))
         .collect();
     let mut hashes = Vec::new();
-    for gateway in gateways {
-        nonce += 1;
+    for (nonce, gateway) in (first_nonce..).zip(gateways) {
         let tx = Tx {
             signer,
             nonce,
