@@ -7,8 +7,9 @@
 //! nothing (fragments already pushed are unreferenced garbage, never a visible object).
 //! Memory: one segment plus its k + m fragments, about (1 + (k + m) / k) × segment size.
 //!
-//! Download: per segment, ask k + `extra_requests` nodes (data fragments first, so a healthy
-//! read needs no decoding), start another request whenever one fails or returns bytes that
+//! Download: per segment, ask k nodes (data fragments first, so a healthy read needs no
+//! decoding), hedge with `extra_requests` more if the k are not in after `HEDGE_AFTER_MS`,
+//! start another request whenever one fails or returns bytes that
 //! do not match their root, and decode from the first k verified fragments. Ranges read only
 //! the segments they overlap. Nothing here waits for consensus, so reads keep working while the
 //! committee has lost its quorum.
@@ -19,7 +20,11 @@ use cairn_ledger::{
     Hash, NodeId,
 };
 use cairn_storage::{erasure, merkle, Coding, CodingError};
-use futures::{stream::FuturesUnordered, Stream, StreamExt};
+use futures::{
+    future::Either,
+    stream::{FuturesOrdered, FuturesUnordered},
+    Stream, StreamExt,
+};
 use std::{future::Future, sync::Arc};
 use thiserror::Error;
 
@@ -38,7 +43,16 @@ pub trait FragmentTransport: Send + Sync {
         node: NodeId,
         root: Hash,
     ) -> impl Future<Output = Result<Bytes, TransportError>> + Send;
+    /// Resolves after `ms` milliseconds; a read sends its hedged requests when it fires. The
+    /// default resolves at once (hedged requests go out with the first k).
+    fn hedge_delay(&self, ms: u64) -> impl Future<Output = ()> + Send {
+        let _ = ms;
+        async {}
+    }
 }
+
+/// How long a segment read waits for its first k fragments before hedging with more.
+pub const HEDGE_AFTER_MS: u64 = 100;
 
 /// A failed transfer to or from one node (the pipeline tolerates up to m of them).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -229,9 +243,32 @@ where
     debug_assert!(cfg.coding.total() <= 64);
     let max_bytes = cfg.segment_size_bytes as u64 * MAX_MANIFEST_SEGMENTS as u64;
     let mut segments = Vec::new();
+    // Segments being encoded and pushed while the body keeps streaming in, in order.
+    let mut pending = FuturesOrdered::new();
+    let mut started = 0usize;
     let mut buffer: Vec<u8> = Vec::with_capacity(cfg.segment_size_bytes.min(1 << 20));
     let mut total: u64 = 0;
-    while let Some(chunk) = body.next().await {
+    let store = |index: usize, data: Vec<u8>| async move {
+        store_segment(transport, cfg, placement, index, &data).await
+    };
+    loop {
+        if pending.len() >= UPLOAD_PIPELINE_SEGMENTS {
+            let done: Option<Result<Segment, UploadError>> = pending.next().await;
+            segments.push(done.expect("pending is not empty")?);
+            continue;
+        }
+        let chunk = if pending.is_empty() {
+            body.next().await
+        } else {
+            match futures::future::select(body.next(), pending.next()).await {
+                Either::Left((chunk, _)) => chunk,
+                Either::Right((done, _)) => {
+                    segments.push(done.expect("pending is not empty")?);
+                    continue;
+                }
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let mut chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
         total += chunk.len() as u64;
         if total > max_bytes {
@@ -241,17 +278,31 @@ where
             let take = (cfg.segment_size_bytes - buffer.len()).min(chunk.len());
             buffer.extend_from_slice(&chunk.split_to(take));
             if buffer.len() == cfg.segment_size_bytes {
-                let seg = store_segment(transport, cfg, placement, segments.len(), &buffer).await?;
-                segments.push(seg);
-                buffer.clear();
+                let full = std::mem::replace(
+                    &mut buffer,
+                    Vec::with_capacity(cfg.segment_size_bytes.min(1 << 20)),
+                );
+                pending.push_back(store(started, full));
+                started += 1;
             }
         }
     }
     if !buffer.is_empty() {
-        segments.push(store_segment(transport, cfg, placement, segments.len(), &buffer).await?);
+        pending.push_back(store(started, buffer));
     }
+    while let Some(done) = pending.next().await {
+        segments.push(done?);
+    }
+    debug_assert_eq!(
+        segments.len(),
+        started + usize::from(segments.len() > started)
+    );
     Ok(segments)
 }
+
+/// Segments an upload encodes and pushes at once while its body keeps arriving; bounds an
+/// upload's memory to about this many segments plus their fragments.
+pub const UPLOAD_PIPELINE_SEGMENTS: usize = 2;
 
 /// Fetches and verifies fragments of one segment until k are in hand, then decodes it.
 pub async fn read_segment<T: FragmentTransport>(
@@ -288,15 +339,34 @@ pub async fn read_segment<T: FragmentTransport>(
             (i, verified)
         }
     };
+    // The hedge timer reports as index `usize::MAX`.
+    let hedge = || {
+        Either::Right(async {
+            transport.hedge_delay(HEDGE_AFTER_MS).await;
+            (usize::MAX, None)
+        })
+    };
     let mut next = 0;
     let mut in_flight = FuturesUnordered::new();
-    while next < (k + extra_requests).min(total) {
-        in_flight.push(fetch(next));
+    while next < k.min(total) {
+        in_flight.push(Either::Left(fetch(next)));
         next += 1;
+    }
+    let mut hedges_left = extra_requests;
+    if hedges_left > 0 {
+        in_flight.push(hedge());
     }
     let mut slots: Vec<Option<Vec<u8>>> = vec![None; total];
     let mut have = 0;
     while let Some((i, verified)) = in_flight.next().await {
+        if i == usize::MAX {
+            while hedges_left > 0 && next < total {
+                in_flight.push(Either::Left(fetch(next)));
+                next += 1;
+                hedges_left -= 1;
+            }
+            continue;
+        }
         match verified {
             Some(bytes) => {
                 slots[i] = Some(bytes.to_vec());
@@ -306,7 +376,7 @@ pub async fn read_segment<T: FragmentTransport>(
                 }
             }
             None if next < total => {
-                in_flight.push(fetch(next));
+                in_flight.push(Either::Left(fetch(next)));
                 next += 1;
             }
             None => {}

@@ -79,7 +79,8 @@ pub struct GatewayConfig {
     pub write_quorum_extra: usize,
     /// Fragment requests beyond k sent at once on reads (hedging).
     pub extra_read_requests: usize,
-    /// Uploads (PUT, UploadPart, CopyObject) running at once; more get 503 SlowDown.
+    /// Uploads (PUT, UploadPart, CopyObject) running at once; more get 503 SlowDown. Each
+    /// holds up to about 3 segments plus 2 segments of fragments (~200 MiB at 16 MiB, RS(4, 8)).
     pub max_concurrent_uploads: usize,
     /// Multipart uploads in progress at once on this gateway.
     pub max_multipart_uploads: usize,
@@ -93,7 +94,7 @@ impl Default for GatewayConfig {
             segment_size_bytes: 16 * 1024 * 1024,
             write_quorum_extra: 2,
             extra_read_requests: 1,
-            max_concurrent_uploads: 32,
+            max_concurrent_uploads: 16,
             max_multipart_uploads: 1000,
             health_window_blocks: placement::DEFAULT_HEALTHY_WITHIN_BLOCKS,
         }
@@ -936,6 +937,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
         });
+        let started = std::time::Instant::now();
         let (segments, size, md5) = self
             .store_body(
                 coding,
@@ -945,6 +947,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 input.content_md5.as_deref(),
             )
             .await?;
+        let stored_ms = started.elapsed().as_millis();
         let etag = hex(&md5);
         let manifest = ObjectManifest {
             size_bytes: size,
@@ -958,14 +961,27 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             segments,
         };
         manifest.validate().map_err(manifest_error)?;
-        self.commit(TxKind::PutObject {
-            owner: account,
-            bucket: input.bucket,
-            key: input.key,
-            manifest,
-            if_absent,
-        })
-        .await?;
+        let (bucket, key) = (input.bucket, input.key);
+        let started = std::time::Instant::now();
+        let committed = self
+            .commit(TxKind::PutObject {
+                owner: account,
+                bucket: bucket.clone(),
+                key: key.clone(),
+                manifest,
+                if_absent,
+            })
+            .await;
+        tracing::debug!(
+            bucket,
+            key,
+            size,
+            stored_ms,
+            commit_ms = started.elapsed().as_millis() as u64,
+            ok = committed.is_ok(),
+            "PutObject"
+        );
+        committed?;
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             size: Some(size as i64),
