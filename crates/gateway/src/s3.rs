@@ -77,7 +77,7 @@ pub struct GatewayConfig {
     pub segment_size_bytes: usize,
     /// Fragments beyond k that must be durable before a PUT is acknowledged (k + 2 default).
     pub write_quorum_extra: usize,
-    /// Fragment requests beyond k sent at once on reads (hedging).
+    /// Fragment requests beyond k sent when the first k take over `HEDGE_AFTER_MS` (hedging).
     pub extra_read_requests: usize,
     /// Uploads (PUT, UploadPart, CopyObject) running at once; more get 503 SlowDown. Each
     /// holds up to about 3 segments plus 2 segments of fragments (~200 MiB at 16 MiB, RS(4, 8)).
