@@ -239,6 +239,10 @@ fn upload_error(e: UploadError) -> S3Error {
             err.set_status_code(http::StatusCode::BAD_REQUEST);
             err
         }
+        UploadError::Body(ref m) if m.contains("SignatureMismatch") => S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "a chunk signature of the aws-chunked body is wrong; nothing was stored",
+        ),
         UploadError::Body(_) => S3Error::with_message(S3ErrorCode::IncompleteBody, e.to_string()),
         UploadError::Placement { .. } | UploadError::Coding(_) | UploadError::Config(_) => {
             S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
@@ -277,6 +281,30 @@ fn commit_error(e: CommitError) -> S3Error {
             };
             S3Error::with_message(code, e.to_string())
         }
+    }
+}
+
+/// Checks a CRC32 the client declared, in a header or an aws-chunked trailer (other
+/// checksum algorithms are not verified).
+fn check_crc32(
+    header: Option<&str>,
+    trailers: Option<&s3s::TrailingHeaders>,
+    crc: u32,
+) -> S3Result<()> {
+    let trailer = trailers
+        .and_then(|t| {
+            t.read(|h| {
+                h.get("x-amz-checksum-crc32")
+                    .and_then(|v| v.to_str().ok().map(str::to_string))
+            })
+        })
+        .flatten();
+    match header.map(str::to_string).or(trailer) {
+        Some(declared) if declared.trim() != base64(&crc.to_be_bytes()) => Err(s3_error!(
+            BadDigest,
+            "the x-amz-checksum-crc32 you specified did not match the body; nothing was stored"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -620,7 +648,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         body: S,
         content_length: Option<i64>,
         content_md5: Option<&str>,
-    ) -> S3Result<(Vec<Segment>, u64, [u8; 16])>
+    ) -> S3Result<(Vec<Segment>, u64, [u8; 16], u32)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -636,10 +664,12 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
             }
         }
         let mut hasher = Md5::new();
+        let mut crc = crc32fast::Hasher::new();
         let mut size = 0u64;
         let counted = body.map(|chunk| {
             if let Ok(b) = &chunk {
                 hasher.update(b);
+                crc.update(b);
                 size += b.len() as u64;
             }
             chunk
@@ -669,7 +699,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
                 ));
             }
         }
-        Ok((segments, size, md5))
+        Ok((segments, size, md5, crc.finalize()))
     }
 
     async fn commit(&self, kind: TxKind) -> S3Result<()> {
@@ -938,7 +968,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
         });
         let started = std::time::Instant::now();
-        let (segments, size, md5) = self
+        let (segments, size, md5, crc) = self
             .store_body(
                 coding,
                 &placed,
@@ -947,6 +977,11 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 input.content_md5.as_deref(),
             )
             .await?;
+        check_crc32(
+            input.checksum_crc32.as_deref(),
+            req.trailing_headers.as_ref(),
+            crc,
+        )?;
         let stored_ms = started.elapsed().as_millis();
         let etag = hex(&md5);
         let manifest = ObjectManifest {
@@ -1202,7 +1237,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 .ledger
                 .read(|s| self.place(s, dst_coding, &seed, sm.size_bytes))?;
             let body = self.body(&src, src_coding, 0, sm.size_bytes).await?;
-            let (segments, _, _) = self
+            let (segments, _, _, _) = self
                 .store_body(dst_coding, &placed, body, None, None)
                 .await?;
             (placed, segments)
@@ -1428,7 +1463,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
         });
-        let (segments, size, md5) = self
+        let (segments, size, md5, crc) = self
             .store_body(
                 coding,
                 &placed,
@@ -1437,6 +1472,11 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 input.content_md5.as_deref(),
             )
             .await?;
+        check_crc32(
+            input.checksum_crc32.as_deref(),
+            req.trailing_headers.as_ref(),
+            crc,
+        )?;
         let mut uploads = self.uploads.lock().expect("uploads lock");
         let u = uploads.get_mut(&id).ok_or_else(|| {
             s3_error!(
@@ -1879,6 +1919,16 @@ mod tests {
         let enc = encoder(None).unwrap();
         assert_eq!(enc("a+b".into()), "a+b");
         assert!(encoder(Some(&dto::EncodingType::from_static("base64"))).is_err());
+    }
+
+    #[test]
+    fn crc32_checks_the_declared_value() {
+        let crc = crc32fast::hash(b"hello world");
+        assert_eq!(crc, 0x0d4a_1185);
+        assert!(check_crc32(Some("DUoRhQ=="), None, crc).is_ok());
+        assert!(check_crc32(None, None, crc).is_ok());
+        let err = check_crc32(Some("AAAAAA=="), None, crc).unwrap_err();
+        assert_eq!(err.code().as_str(), "BadDigest");
     }
 
     #[test]

@@ -176,6 +176,20 @@ def parse_error_xml(body):
     return fields.get("Code"), fields.get("Message")
 
 
+def expect_raw(resp, status, codes, what):
+    """Checks a raw response's HTTP status (one or a tuple) and, unless `codes` is None, its
+    S3 error code (one or a tuple); returns the code."""
+    statuses = status if isinstance(status, (tuple, list)) else (status,)
+    check(resp.status in statuses, f"{what}: expected HTTP {status}, got {resp!r}")
+    code = None
+    if codes is not None:
+        code, msg = parse_error_xml(resp.body)
+        codes = (codes,) if isinstance(codes, str) else tuple(codes)
+        check(code in codes, f"{what}: expected error code {codes}, got {code!r} ({msg!r}), HTTP {resp.status}")
+    log(f"  ok  {what}: HTTP {resp.status} {code or ''}")
+    return code
+
+
 def server_alive(s3, what):
     """ListBuckets must still answer 200 (used after every hostile request)."""
     try:

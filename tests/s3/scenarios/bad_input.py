@@ -39,14 +39,7 @@ def request(method, path, query=(), body=b"", headers=None, payload_hash=None, a
 
 
 def expect(resp, status, codes, what):
-    statuses = status if isinstance(status, (tuple, list)) else (status,)
-    c.check(resp.status in statuses, f"{what}: expected HTTP {status}, got {resp!r}")
-    code = None
-    if codes is not None:
-        code, msg = c.parse_error_xml(resp.body)
-        codes = (codes,) if isinstance(codes, str) else tuple(codes)
-        c.check(code in codes, f"{what}: expected error code {codes}, got {code!r} ({msg!r})")
-    c.log(f"  ok  {what}: HTTP {resp.status} {code or ''}")
+    c.expect_raw(resp, status, codes, what)
     return resp
 
 
