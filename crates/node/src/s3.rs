@@ -265,6 +265,29 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        // An error answered before the body was read (e.g. KeyTooLongError on a PUT sent with
+        // Expect: 100-continue) leaves the connection's framing unknown to the client, so
+        // such responses close the connection instead of letting the next request on it be
+        // misparsed.
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let has_body = req
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0")
+                    || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+                let call = hyper::service::Service::call(&service, req);
+                async move {
+                    let mut resp = call.await?;
+                    if has_body && resp.status().as_u16() >= 400 {
+                        resp.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, s3s::HttpError>(resp)
+                }
+            });
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(MAX_HEADER_SIZE_BYTES)
