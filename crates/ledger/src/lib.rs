@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod dns;
 pub mod lthash;
 pub mod objects;
 pub mod placement;

@@ -1,0 +1,510 @@
+//! DNS rules for managed names: the compare-and-set plan that makes the AWS
+//! Planner/Enactor race (19–20 Oct 2025) impossible by construction.
+//!
+//! A managed name (e.g. `s3.<zone>`) has a current generation: a numbered, non-empty set of
+//! weighted endpoints. A planner proposes a [`Plan`] `(generation, base_generation,
+//! endpoints, evidence_height)`; [`ManagedName::apply_plan`] accepts it only if
+//! `base_generation` is the current generation and `generation` is exactly one more, so a
+//! slow or duplicate planner is rejected instead of overwriting newer state. Further
+//! safeguards, all deterministic:
+//! - never empty: a plan with no endpoints is always refused (fail static); when every
+//!   endpoint is unhealthy planners keep the last set and [`DnsEvent::AllUnhealthy`] is raised;
+//! - velocity: one plan removes at most [`VELOCITY_LIMIT_PERCENT`] of the name's capacity
+//!   (sum of weights);
+//! - pacing: at least [`MIN_PLAN_INTERVAL_BLOCKS`] between plans of one name;
+//! - evidence: a plan's health evidence is at most [`MAX_EVIDENCE_AGE_BLOCKS`] old and not
+//!   from the future;
+//! - only a committee-quorum override may exceed velocity and pacing (never emptiness), and
+//!   it is recorded in the generation.
+//!
+//! History keeps past generations (at most [`MAX_HISTORY_GENERATIONS`]); pruning never drops
+//! the active or the last-known-good generation.
+//!
+//! Status: these rules are pure functions, unit- and property-tested here (issue #4, first
+//! part); the transactions that carry plans and the zone/record tables come next.
+
+use crate::AccountId;
+use std::collections::VecDeque;
+
+/// Largest share of a name's capacity one plan may remove.
+pub const VELOCITY_LIMIT_PERCENT: u64 = 30;
+/// Fewest blocks between two plans of the same name (without an override).
+pub const MIN_PLAN_INTERVAL_BLOCKS: u64 = 10;
+/// Oldest health evidence a plan may rely on, in blocks.
+pub const MAX_EVIDENCE_AGE_BLOCKS: u64 = 120;
+/// Most endpoints in one generation.
+pub const MAX_ENDPOINTS: usize = 64;
+/// Largest endpoint weight.
+pub const MAX_WEIGHT: u32 = 1_000;
+/// Most past generations kept per name (besides the pinned last-known-good one).
+pub const MAX_HISTORY_GENERATIONS: usize = 32;
+
+/// One address a managed name resolves to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    /// IPv4 (4 bytes) or IPv6 (16 bytes) address.
+    pub address: Vec<u8>,
+    /// Share of traffic, 1..=[`MAX_WEIGHT`].
+    pub weight: u32,
+}
+
+/// A numbered record set of a managed name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    /// Generation number (starts at 1, +1 per accepted plan).
+    pub number: u64,
+    /// Endpoints, sorted by address, addresses unique, never empty.
+    pub endpoints: Vec<Endpoint>,
+    /// Height at which it became current.
+    pub height: u64,
+    /// Account that planned it.
+    pub planner: AccountId,
+    /// Height of the health evidence it was planned from.
+    pub evidence_height: u64,
+    /// True if a committee-quorum override bypassed velocity and pacing.
+    pub overridden: bool,
+}
+
+/// A proposed next generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Must be `base_generation + 1`.
+    pub generation: u64,
+    /// The generation the planner read (compare-and-set).
+    pub base_generation: u64,
+    /// New endpoints.
+    pub endpoints: Vec<Endpoint>,
+    /// Height of the health data the plan was computed from.
+    pub evidence_height: u64,
+}
+
+/// Why a plan was refused; each names what the planner should do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The name moved on since the planner read it.
+    #[error("stale plan: based on generation {base} but the current one is {current}; re-read and re-plan")]
+    StaleBase {
+        /// The plan's base.
+        base: u64,
+        /// The current generation.
+        current: u64,
+    },
+    /// The generation is not exactly base + 1.
+    #[error("plan generation {got} must be {want} (base + 1)")]
+    BadGeneration {
+        /// Given.
+        got: u64,
+        /// Expected.
+        want: u64,
+    },
+    /// The plan would leave the name without records.
+    #[error("a managed name never becomes empty; keep the last record set (fail static)")]
+    Empty,
+    /// Too many endpoints, a bad address or weight, or duplicates.
+    #[error("invalid endpoints: {0}")]
+    InvalidEndpoints(String),
+    /// Removes more capacity than one plan may.
+    #[error("plan removes {removed_percent}% of capacity; at most {VELOCITY_LIMIT_PERCENT}% per plan (split it, or use a committee override)")]
+    Velocity {
+        /// Share removed, rounded up.
+        removed_percent: u64,
+    },
+    /// Too soon after the previous plan.
+    #[error("plan at height {height} is within {MIN_PLAN_INTERVAL_BLOCKS} blocks of the previous one at {previous}; wait")]
+    TooSoon {
+        /// This plan's height.
+        height: u64,
+        /// The previous plan's height.
+        previous: u64,
+    },
+    /// Evidence too old or from the future.
+    #[error("evidence height {evidence} is not within the last {MAX_EVIDENCE_AGE_BLOCKS} blocks of {height}; re-read health and re-plan")]
+    Evidence {
+        /// The plan's evidence height.
+        evidence: u64,
+        /// The applying height.
+        height: u64,
+    },
+}
+
+/// Something the ledger reports after a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsEvent {
+    /// A new generation became current.
+    Planned {
+        /// The generation number.
+        generation: u64,
+        /// Whether an override was used.
+        overridden: bool,
+    },
+    /// Every endpoint of the current set is unhealthy; the set is kept (fail static).
+    AllUnhealthy {
+        /// The kept generation.
+        generation: u64,
+    },
+}
+
+/// A managed name's DNS state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedName {
+    /// The active generation.
+    pub current: Generation,
+    /// Past generations, oldest first.
+    pub history: VecDeque<Generation>,
+    /// Number of the last generation whose endpoints were all healthy when it was planned.
+    pub last_known_good: u64,
+}
+
+fn validate_endpoints(endpoints: &[Endpoint]) -> Result<(), PlanError> {
+    if endpoints.is_empty() {
+        return Err(PlanError::Empty);
+    }
+    let bad = |why: String| Err(PlanError::InvalidEndpoints(why));
+    if endpoints.len() > MAX_ENDPOINTS {
+        return bad(format!(
+            "{} endpoints, at most {MAX_ENDPOINTS}",
+            endpoints.len()
+        ));
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        if e.address.len() != 4 && e.address.len() != 16 {
+            return bad(format!(
+                "endpoint {i}: an address is 4 (IPv4) or 16 (IPv6) bytes"
+            ));
+        }
+        if e.weight == 0 || e.weight > MAX_WEIGHT {
+            return bad(format!("endpoint {i}: weight must be 1..={MAX_WEIGHT}"));
+        }
+        if i > 0 && endpoints[i - 1].address >= e.address {
+            return bad("endpoints must be sorted by address, each address once".into());
+        }
+    }
+    Ok(())
+}
+
+fn capacity(endpoints: &[Endpoint]) -> u64 {
+    endpoints.iter().map(|e| u64::from(e.weight)).sum()
+}
+
+/// Capacity of `old` that `new` no longer has (dropped endpoints and lowered weights).
+fn removed_capacity(old: &[Endpoint], new: &[Endpoint]) -> u64 {
+    old.iter()
+        .map(|o| {
+            let kept = new
+                .iter()
+                .find(|n| n.address == o.address)
+                .map_or(0, |n| n.weight);
+            u64::from(o.weight.saturating_sub(kept))
+        })
+        .sum()
+}
+
+impl ManagedName {
+    /// A new managed name whose generation 1 is `endpoints` (validated like a plan).
+    pub fn create(
+        endpoints: Vec<Endpoint>,
+        height: u64,
+        planner: AccountId,
+    ) -> Result<Self, PlanError> {
+        validate_endpoints(&endpoints)?;
+        Ok(Self {
+            current: Generation {
+                number: 1,
+                endpoints,
+                height,
+                planner,
+                evidence_height: height,
+                overridden: false,
+            },
+            history: VecDeque::new(),
+            last_known_good: 1,
+        })
+    }
+
+    /// Applies `plan` at `height`, or refuses it leaving `self` unchanged. `healthy` tells
+    /// whether an endpoint was healthy at the evidence height; `overridden` is set only for a
+    /// committee-quorum override, which may exceed velocity and pacing but never emptiness.
+    pub fn apply_plan(
+        &mut self,
+        plan: &Plan,
+        height: u64,
+        planner: AccountId,
+        healthy: impl Fn(&Endpoint) -> bool,
+        overridden: bool,
+    ) -> Result<DnsEvent, PlanError> {
+        let current = self.current.number;
+        if plan.base_generation != current {
+            return Err(PlanError::StaleBase {
+                base: plan.base_generation,
+                current,
+            });
+        }
+        let want = current.checked_add(1).ok_or(PlanError::BadGeneration {
+            got: plan.generation,
+            want: u64::MAX,
+        })?;
+        if plan.generation != want {
+            return Err(PlanError::BadGeneration {
+                got: plan.generation,
+                want,
+            });
+        }
+        validate_endpoints(&plan.endpoints)?;
+        if plan.evidence_height > height || height - plan.evidence_height > MAX_EVIDENCE_AGE_BLOCKS
+        {
+            return Err(PlanError::Evidence {
+                evidence: plan.evidence_height,
+                height,
+            });
+        }
+        if !overridden {
+            if height < self.current.height.saturating_add(MIN_PLAN_INTERVAL_BLOCKS) {
+                return Err(PlanError::TooSoon {
+                    height,
+                    previous: self.current.height,
+                });
+            }
+            let old = capacity(&self.current.endpoints);
+            let removed = removed_capacity(&self.current.endpoints, &plan.endpoints);
+            if removed * 100 > VELOCITY_LIMIT_PERCENT * old {
+                return Err(PlanError::Velocity {
+                    removed_percent: (removed * 100).div_ceil(old.max(1)),
+                });
+            }
+        }
+        let next = Generation {
+            number: want,
+            endpoints: plan.endpoints.clone(),
+            height,
+            planner,
+            evidence_height: plan.evidence_height,
+            overridden,
+        };
+        let all_healthy = next.endpoints.iter().all(&healthy);
+        let previous = std::mem::replace(&mut self.current, next);
+        self.history.push_back(previous);
+        if all_healthy {
+            self.last_known_good = want;
+        }
+        self.prune();
+        debug_assert!(!self.current.endpoints.is_empty());
+        Ok(DnsEvent::Planned {
+            generation: want,
+            overridden,
+        })
+    }
+
+    /// Reports a fail-static alert if every current endpoint is unhealthy (the set is kept).
+    pub fn check_health(&self, healthy: impl Fn(&Endpoint) -> bool) -> Option<DnsEvent> {
+        (!self.current.endpoints.iter().any(healthy)).then_some(DnsEvent::AllUnhealthy {
+            generation: self.current.number,
+        })
+    }
+
+    /// The generation numbered `n`, if still kept.
+    pub fn generation(&self, n: u64) -> Option<&Generation> {
+        if self.current.number == n {
+            return Some(&self.current);
+        }
+        self.history.iter().find(|g| g.number == n)
+    }
+
+    /// Drops the oldest past generations beyond the limit, never the last-known-good one.
+    fn prune(&mut self) {
+        while self.history.len() > MAX_HISTORY_GENERATIONS {
+            let lkg = self.last_known_good;
+            match self.history.iter().position(|g| g.number != lkg) {
+                Some(i) => {
+                    self.history.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(last: u8, weight: u32) -> Endpoint {
+        Endpoint {
+            address: vec![10, 0, 0, last],
+            weight,
+        }
+    }
+
+    fn set(lasts: &[u8]) -> Vec<Endpoint> {
+        lasts.iter().map(|&l| ep(l, 10)).collect()
+    }
+
+    fn plan(m: &ManagedName, endpoints: Vec<Endpoint>, evidence: u64) -> Plan {
+        Plan {
+            generation: m.current.number + 1,
+            base_generation: m.current.number,
+            endpoints,
+            evidence_height: evidence,
+        }
+    }
+
+    const P: AccountId = [7; 32];
+
+    #[test]
+    fn compare_and_set_rejects_stale_and_skipping_plans() {
+        let mut m = ManagedName::create(set(&[1, 2, 3, 4]), 0, P).unwrap();
+        let stale = plan(&m, set(&[1, 2, 3, 4, 5]), 20);
+        m.apply_plan(&plan(&m, set(&[1, 2, 3, 4, 6]), 20), 20, P, |_| true, false)
+            .unwrap();
+        assert_eq!(
+            m.apply_plan(&stale, 40, P, |_| true, false),
+            Err(PlanError::StaleBase {
+                base: 1,
+                current: 2
+            })
+        );
+        let mut skip = plan(&m, set(&[1, 2, 3, 4]), 40);
+        skip.generation += 1;
+        assert_eq!(
+            m.apply_plan(&skip, 40, P, |_| true, false),
+            Err(PlanError::BadGeneration { got: 4, want: 3 })
+        );
+        assert_eq!(m.current.number, 2);
+        assert_eq!(m.current.endpoints, set(&[1, 2, 3, 4, 6]));
+    }
+
+    #[test]
+    fn never_empty_even_with_an_override() {
+        let mut m = ManagedName::create(set(&[1]), 0, P).unwrap();
+        for overridden in [false, true] {
+            assert_eq!(
+                m.apply_plan(&plan(&m, vec![], 50), 50, P, |_| false, overridden),
+                Err(PlanError::Empty)
+            );
+        }
+        assert_eq!(
+            m.check_health(|_| false),
+            Some(DnsEvent::AllUnhealthy { generation: 1 })
+        );
+        assert_eq!(m.check_health(|_| true), None);
+    }
+
+    #[test]
+    fn velocity_and_pacing_hold_unless_overridden() {
+        let mut m = ManagedName::create(set(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), 0, P).unwrap();
+        // 4 of 10 equal endpoints is 40% > 30%.
+        let big = plan(&m, set(&[1, 2, 3, 4, 5, 6]), 20);
+        assert_eq!(
+            m.apply_plan(&big, 20, P, |_| true, false),
+            Err(PlanError::Velocity {
+                removed_percent: 40
+            })
+        );
+        // 3 of 10 is allowed; halving one weight counts as half its capacity.
+        let mut three = set(&[1, 2, 3, 4, 5, 6, 7]);
+        three[0].weight = 5;
+        assert_eq!(
+            m.apply_plan(&plan(&m, three.clone(), 20), 20, P, |_| true, false),
+            Err(PlanError::Velocity {
+                removed_percent: 35
+            })
+        );
+        m.apply_plan(
+            &plan(&m, set(&[1, 2, 3, 4, 5, 6, 7]), 20),
+            20,
+            P,
+            |_| true,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            m.apply_plan(
+                &plan(&m, set(&[1, 2, 3, 4, 5, 6, 7, 8]), 25),
+                25,
+                P,
+                |_| true,
+                false
+            ),
+            Err(PlanError::TooSoon {
+                height: 25,
+                previous: 20
+            })
+        );
+        // A committee override may go further and sooner, and says so.
+        let ev = m
+            .apply_plan(&plan(&m, set(&[1]), 25), 25, P, |_| true, true)
+            .unwrap();
+        assert_eq!(
+            ev,
+            DnsEvent::Planned {
+                generation: 3,
+                overridden: true
+            }
+        );
+        assert!(m.current.overridden);
+    }
+
+    #[test]
+    fn evidence_must_be_recent_and_not_from_the_future() {
+        let mut m = ManagedName::create(set(&[1, 2]), 0, P).unwrap();
+        for (evidence, height) in [(300, 200), (10, 10 + MAX_EVIDENCE_AGE_BLOCKS + 1)] {
+            assert_eq!(
+                m.apply_plan(
+                    &plan(&m, set(&[1, 2]), evidence),
+                    height,
+                    P,
+                    |_| true,
+                    false
+                ),
+                Err(PlanError::Evidence { evidence, height })
+            );
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_current_and_last_known_good() {
+        let mut m = ManagedName::create(set(&[1, 2, 3, 4]), 0, P).unwrap();
+        // Generation 1 is the last known good; every later one has an unhealthy endpoint.
+        let mut h = 0;
+        for i in 0..(MAX_HISTORY_GENERATIONS as u8 + 20) {
+            h += MIN_PLAN_INTERVAL_BLOCKS;
+            let eps = if i % 2 == 0 {
+                set(&[1, 2, 3, 4, 9])
+            } else {
+                set(&[1, 2, 3, 4])
+            };
+            m.apply_plan(
+                &plan(&m, eps, h),
+                h,
+                P,
+                |e| e.address[3] != 9 && e.address[3] != 4,
+                false,
+            )
+            .unwrap();
+        }
+        assert_eq!(m.last_known_good, 1);
+        assert!(m.generation(1).is_some(), "last known good pruned");
+        assert!(m.history.len() <= MAX_HISTORY_GENERATIONS);
+        assert!(m.generation(m.current.number).is_some());
+    }
+
+    #[test]
+    fn endpoints_are_validated() {
+        let bad = [
+            vec![Endpoint {
+                address: vec![1, 2, 3],
+                weight: 1,
+            }],
+            vec![ep(1, 0)],
+            vec![ep(1, MAX_WEIGHT + 1)],
+            vec![ep(2, 1), ep(1, 1)],
+            vec![ep(1, 1), ep(1, 2)],
+            (0..=MAX_ENDPOINTS as u8).map(|i| ep(i, 1)).collect(),
+        ];
+        for b in bad {
+            assert!(matches!(
+                ManagedName::create(b, 0, P),
+                Err(PlanError::InvalidEndpoints(_))
+            ));
+        }
+    }
+}
