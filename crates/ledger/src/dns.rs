@@ -1,5 +1,10 @@
-//! DNS rules for managed names: the compare-and-set plan that makes the AWS
-//! Planner/Enactor race (19–20 Oct 2025) impossible by construction.
+//! DNS rules: zones and record sets ([`validate_zone`]), and managed names with the
+//! compare-and-set plan that makes the AWS Planner/Enactor race (19–20 Oct 2025) impossible
+//! by construction.
+//!
+//! Zones: SOA, NS, A, AAAA, CNAME, TXT, MX, SRV and CAA record sets with bounded names
+//! (LDH labels, wildcard first label, `_` service labels), TTLs, set and zone sizes, exactly
+//! one SOA and at least one NS at the apex, and CNAME exclusivity.
 //!
 //! A managed name (e.g. `s3.<zone>`) has a current generation: a numbered, non-empty set of
 //! weighted endpoints. A planner proposes a [`Plan`] `(generation, base_generation,
@@ -20,8 +25,8 @@
 //! History keeps past generations (at most [`MAX_HISTORY_GENERATIONS`]); pruning never drops
 //! the active or the last-known-good generation.
 //!
-//! Status: these rules are pure functions, unit- and property-tested here (issue #4, first
-//! part); the transactions that carry plans and the zone/record tables come next.
+//! Status: these rules are pure functions, unit- and property-tested (issue #4, first part);
+//! the transactions that carry zones and plans, and their state tables, come next.
 
 use crate::AccountId;
 use std::collections::VecDeque;
@@ -323,6 +328,326 @@ impl ManagedName {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Zones and record sets
+
+/// Longest domain name in presentation form without the final dot (RFC 1035: 255 octets
+/// on the wire).
+pub const MAX_DNS_NAME_SIZE_BYTES: usize = 253;
+/// Longest label.
+pub const MAX_LABEL_SIZE_BYTES: usize = 63;
+/// Shortest TTL a record set may have.
+pub const MIN_TTL_SECS: u32 = 5;
+/// Longest TTL (one week).
+pub const MAX_TTL_SECS: u32 = 604_800;
+/// Most records in one set.
+pub const MAX_RECORDS_PER_SET: usize = 64;
+/// Most records in one zone.
+pub const MAX_RECORDS_PER_ZONE: usize = 10_000;
+/// Longest TXT character-string (RFC 1035).
+pub const MAX_TXT_STRING_SIZE_BYTES: usize = 255;
+/// Most TXT character-strings in one record.
+pub const MAX_TXT_STRINGS: usize = 16;
+
+/// Record data of the supported types.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RData {
+    /// Start of authority (zone apex only).
+    Soa {
+        /// Primary name server.
+        mname: String,
+        /// Responsible mailbox, as a name.
+        rname: String,
+        /// Refresh interval (s).
+        refresh: u32,
+        /// Retry interval (s).
+        retry: u32,
+        /// Expiry (s).
+        expire: u32,
+        /// Negative-caching TTL (s).
+        minimum: u32,
+    },
+    /// Name server.
+    Ns(String),
+    /// IPv4 address.
+    A([u8; 4]),
+    /// IPv6 address.
+    Aaaa([u8; 16]),
+    /// Alias (the only set at its name).
+    Cname(String),
+    /// Text: one or more character-strings.
+    Txt(Vec<String>),
+    /// Mail exchanger.
+    Mx {
+        /// Preference (lower first).
+        preference: u16,
+        /// Exchange host.
+        exchange: String,
+    },
+    /// Service location.
+    Srv {
+        /// Priority.
+        priority: u16,
+        /// Weight.
+        weight: u16,
+        /// Port.
+        port: u16,
+        /// Target host.
+        target: String,
+    },
+    /// Certification authority authorization.
+    Caa {
+        /// Flags (0 or 128).
+        flags: u8,
+        /// Property tag (issue, issuewild, iodef, ...).
+        tag: String,
+        /// Property value.
+        value: String,
+    },
+}
+
+impl RData {
+    /// The record type's mnemonic.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RData::Soa { .. } => "SOA",
+            RData::Ns(_) => "NS",
+            RData::A(_) => "A",
+            RData::Aaaa(_) => "AAAA",
+            RData::Cname(_) => "CNAME",
+            RData::Txt(_) => "TXT",
+            RData::Mx { .. } => "MX",
+            RData::Srv { .. } => "SRV",
+            RData::Caa { .. } => "CAA",
+        }
+    }
+}
+
+/// All records of one name and type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordSet {
+    /// Owner name: lower-case, no final dot, inside the zone.
+    pub name: String,
+    /// TTL in seconds.
+    pub ttl_secs: u32,
+    /// Records, all of one type, no duplicates.
+    pub records: Vec<RData>,
+}
+
+/// Why a zone or record set is invalid; the message says what to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// A malformed domain name.
+    #[error("bad name {name:?}: {reason}")]
+    Name {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A malformed record set.
+    #[error("bad {rtype} set at {name:?}: {reason}")]
+    Set {
+        /// Owner name.
+        name: String,
+        /// Type mnemonic.
+        rtype: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A zone-level rule (apex records, CNAME exclusivity, size).
+    #[error("bad zone {zone:?}: {reason}")]
+    Zone {
+        /// Zone origin.
+        zone: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Checks a domain name: lower-case LDH labels of 1..=63 bytes (a leading `*` label and
+/// `_`-prefixed labels allowed), at most 253 bytes, no final dot.
+pub fn validate_name(name: &str) -> Result<(), RecordError> {
+    let bad = |reason: &str| {
+        Err(RecordError::Name {
+            name: name.chars().take(80).collect(),
+            reason: reason.into(),
+        })
+    };
+    if name.is_empty() || name.len() > MAX_DNS_NAME_SIZE_BYTES {
+        return bad("a name is 1..=253 bytes");
+    }
+    if name.ends_with('.') {
+        return bad("write names without the final dot");
+    }
+    for (i, label) in name.split('.').enumerate() {
+        if label.is_empty() || label.len() > MAX_LABEL_SIZE_BYTES {
+            return bad("every label is 1..=63 bytes");
+        }
+        if label == "*" {
+            if i != 0 {
+                return bad("a wildcard `*` may only be the first label");
+            }
+            continue;
+        }
+        let body = label.strip_prefix('_').unwrap_or(label);
+        if body.is_empty()
+            || !body
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return bad("labels use a-z, 0-9 and '-' (lower-case), optionally after one '_'");
+        }
+        if body.starts_with('-') || body.ends_with('-') {
+            return bad("a label neither starts nor ends with '-'");
+        }
+    }
+    Ok(())
+}
+
+fn in_zone(name: &str, origin: &str) -> bool {
+    name == origin
+        || (name.len() > origin.len()
+            && name.ends_with(origin)
+            && name.as_bytes()[name.len() - origin.len() - 1] == b'.')
+}
+
+/// Checks one record set of zone `origin`.
+pub fn validate_set(origin: &str, set: &RecordSet) -> Result<(), RecordError> {
+    validate_name(&set.name)?;
+    let rtype = set.records.first().map_or("(empty)", RData::type_name);
+    let bad = |reason: String| {
+        Err(RecordError::Set {
+            name: set.name.clone(),
+            rtype,
+            reason,
+        })
+    };
+    if !in_zone(&set.name, origin) {
+        return bad(format!("the name is outside zone {origin}"));
+    }
+    if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&set.ttl_secs) {
+        return bad(format!(
+            "TTL must be {MIN_TTL_SECS}..={MAX_TTL_SECS} seconds"
+        ));
+    }
+    if set.records.is_empty() || set.records.len() > MAX_RECORDS_PER_SET {
+        return bad(format!("a set holds 1..={MAX_RECORDS_PER_SET} records"));
+    }
+    for (i, r) in set.records.iter().enumerate() {
+        if r.type_name() != rtype {
+            return bad(format!(
+                "record {i} is {}; a set holds one type",
+                r.type_name()
+            ));
+        }
+        if set.records[..i].contains(r) {
+            return bad(format!("record {i} is a duplicate"));
+        }
+        let host_ok = |h: &str| validate_name(h).map_err(|e| e.to_string());
+        let checked = match r {
+            RData::Soa { mname, rname, .. } => {
+                if set.name != origin {
+                    return bad("SOA belongs at the zone apex only".into());
+                }
+                host_ok(mname).and(host_ok(rname))
+            }
+            RData::Ns(h) | RData::Cname(h) => host_ok(h),
+            RData::Mx { exchange, .. } => host_ok(exchange),
+            RData::Srv { target, .. } => host_ok(target),
+            RData::Txt(strings) => {
+                if strings.is_empty() || strings.len() > MAX_TXT_STRINGS {
+                    Err(format!("a TXT record holds 1..={MAX_TXT_STRINGS} strings"))
+                } else if strings.iter().any(|t| t.len() > MAX_TXT_STRING_SIZE_BYTES) {
+                    Err(format!(
+                        "TXT strings are at most {MAX_TXT_STRING_SIZE_BYTES} bytes"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            RData::Caa { flags, tag, value } => {
+                if *flags != 0 && *flags != 128 {
+                    Err("CAA flags are 0 or 128".into())
+                } else if tag.is_empty()
+                    || tag.len() > 15
+                    || !tag.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    Err("a CAA tag is 1..=15 letters or digits".into())
+                } else if value.len() > MAX_TXT_STRING_SIZE_BYTES {
+                    Err("a CAA value is at most 255 bytes".into())
+                } else {
+                    Ok(())
+                }
+            }
+            RData::A(_) | RData::Aaaa(_) => Ok(()),
+        };
+        if let Err(reason) = checked {
+            return bad(format!("record {i}: {reason}"));
+        }
+    }
+    if rtype == "CNAME" && set.records.len() != 1 {
+        return bad("a CNAME set holds exactly one record".into());
+    }
+    if rtype == "SOA" && set.records.len() != 1 {
+        return bad("a zone has exactly one SOA record".into());
+    }
+    Ok(())
+}
+
+/// Checks a whole zone: every set valid, one set per (name, type), exactly one SOA and at
+/// least one NS at the apex, no CNAME at the apex or beside other types (RFC 1034 3.6.2),
+/// at most [`MAX_RECORDS_PER_ZONE`] records.
+pub fn validate_zone(origin: &str, sets: &[RecordSet]) -> Result<(), RecordError> {
+    validate_name(origin)?;
+    let bad = |reason: String| {
+        Err(RecordError::Zone {
+            zone: origin.to_string(),
+            reason,
+        })
+    };
+    let total: usize = sets.iter().map(|s| s.records.len()).sum();
+    if total > MAX_RECORDS_PER_ZONE {
+        return bad(format!(
+            "{total} records; a zone holds at most {MAX_RECORDS_PER_ZONE}"
+        ));
+    }
+    let mut seen = std::collections::BTreeMap::<(&str, &str), ()>::new();
+    for set in sets {
+        validate_set(origin, set)?;
+        let rtype = set.records[0].type_name();
+        if seen.insert((set.name.as_str(), rtype), ()).is_some() {
+            return bad(format!("two {rtype} sets at {}; merge them", set.name));
+        }
+    }
+    let at = |name: &str, rtype: &str| seen.contains_key(&(name, rtype));
+    if !at(origin, "SOA") {
+        return bad("the apex needs one SOA record".into());
+    }
+    if !at(origin, "NS") {
+        return bad("the apex needs at least one NS record".into());
+    }
+    for set in sets {
+        if set.records[0].type_name() != "CNAME" {
+            continue;
+        }
+        if set.name == origin {
+            return bad("no CNAME at the zone apex (it must hold SOA and NS)".into());
+        }
+        let others = seen
+            .keys()
+            .filter(|(n, t)| *n == set.name && *t != "CNAME")
+            .count();
+        if others > 0 {
+            return bad(format!(
+                "{} has a CNAME and other records; a CNAME must be alone at its name",
+                set.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,5 +831,183 @@ mod tests {
                 Err(PlanError::InvalidEndpoints(_))
             ));
         }
+    }
+
+    fn soa() -> RecordSet {
+        RecordSet {
+            name: "example.test".into(),
+            ttl_secs: 3600,
+            records: vec![RData::Soa {
+                mname: "ns1.example.test".into(),
+                rname: "hostmaster.example.test".into(),
+                refresh: 3600,
+                retry: 600,
+                expire: 86_400,
+                minimum: 60,
+            }],
+        }
+    }
+
+    fn rs(name: &str, records: Vec<RData>) -> RecordSet {
+        RecordSet {
+            name: name.into(),
+            ttl_secs: 300,
+            records,
+        }
+    }
+
+    fn base_zone() -> Vec<RecordSet> {
+        vec![
+            soa(),
+            rs("example.test", vec![RData::Ns("ns1.example.test".into())]),
+            rs("ns1.example.test", vec![RData::A([192, 0, 2, 1])]),
+        ]
+    }
+
+    #[test]
+    fn names_follow_ldh_rules() {
+        for ok in [
+            "a",
+            "example.test",
+            "*.example.test",
+            "_sip._tcp.example.test",
+            "x-1.b2",
+        ] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        let long_label = format!("{}.test", "a".repeat(64));
+        let long_name = vec!["abcdefghi"; 26].join(".");
+        for bad in [
+            "",
+            "example.test.",
+            "Example.test",
+            "a..b",
+            "-a.test",
+            "a-.test",
+            "a.*.test",
+            "a b.test",
+            "_.test",
+            &long_label,
+            &long_name,
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn zones_need_soa_and_ns_at_the_apex() {
+        assert_eq!(validate_zone("example.test", &base_zone()), Ok(()));
+        let mut z = base_zone();
+        z.remove(1);
+        assert!(validate_zone("example.test", &z)
+            .unwrap_err()
+            .to_string()
+            .contains("NS"));
+        let mut z = base_zone();
+        z.remove(0);
+        assert!(validate_zone("example.test", &z)
+            .unwrap_err()
+            .to_string()
+            .contains("SOA"));
+        let mut z = base_zone();
+        let mut misplaced = soa();
+        misplaced.name = "www.example.test".into();
+        z.push(misplaced);
+        assert!(validate_zone("example.test", &z)
+            .unwrap_err()
+            .to_string()
+            .contains("apex"));
+    }
+
+    #[test]
+    fn cname_is_exclusive_and_not_at_the_apex() {
+        let mut z = base_zone();
+        z.push(rs(
+            "www.example.test",
+            vec![RData::Cname("web.example.test".into())],
+        ));
+        assert_eq!(validate_zone("example.test", &z), Ok(()));
+        z.push(rs("www.example.test", vec![RData::Txt(vec!["hi".into()])]));
+        assert!(validate_zone("example.test", &z)
+            .unwrap_err()
+            .to_string()
+            .contains("CNAME must be alone"));
+        let mut z = base_zone();
+        z.push(rs(
+            "example.test",
+            vec![RData::Cname("elsewhere.test".into())],
+        ));
+        assert!(validate_zone("example.test", &z)
+            .unwrap_err()
+            .to_string()
+            .contains("apex"));
+        let two = rs(
+            "a.example.test",
+            vec![
+                RData::Cname("b.example.test".into()),
+                RData::Cname("c.example.test".into()),
+            ],
+        );
+        assert!(validate_set("example.test", &two).is_err());
+    }
+
+    #[test]
+    fn sets_are_bounded_typed_and_inside_the_zone() {
+        let a = |n: u8| RData::A([192, 0, 2, n]);
+        assert!(validate_set("example.test", &rs("x.example.test", vec![a(1), a(2)])).is_ok());
+        let cases = [
+            rs("x.other.test", vec![a(1)]),
+            rs("xexample.test", vec![a(1)]),
+            RecordSet {
+                ttl_secs: 1,
+                ..rs("x.example.test", vec![a(1)])
+            },
+            RecordSet {
+                ttl_secs: MAX_TTL_SECS + 1,
+                ..rs("x.example.test", vec![a(1)])
+            },
+            rs("x.example.test", vec![]),
+            rs(
+                "x.example.test",
+                (0..=MAX_RECORDS_PER_SET as u8).map(a).collect(),
+            ),
+            rs("x.example.test", vec![a(1), a(1)]),
+            rs("x.example.test", vec![a(1), RData::Aaaa([0; 16])]),
+            rs("x.example.test", vec![RData::Txt(vec!["a".repeat(256)])]),
+            rs("x.example.test", vec![RData::Txt(vec![])]),
+            rs(
+                "x.example.test",
+                vec![RData::Mx {
+                    preference: 10,
+                    exchange: "Bad Host".into(),
+                }],
+            ),
+            rs(
+                "x.example.test",
+                vec![RData::Caa {
+                    flags: 1,
+                    tag: "issue".into(),
+                    value: "ca.test".into(),
+                }],
+            ),
+            rs(
+                "x.example.test",
+                vec![RData::Caa {
+                    flags: 0,
+                    tag: "is-sue".into(),
+                    value: "ca.test".into(),
+                }],
+            ),
+        ];
+        for c in cases {
+            assert!(validate_set("example.test", &c).is_err(), "{c:?}");
+        }
+        let mut z = base_zone();
+        z.push(rs("x.example.test", vec![a(1)]));
+        z.push(rs("x.example.test", vec![a(2)]));
+        assert!(validate_zone("example.test", &z)
+            .unwrap_err()
+            .to_string()
+            .contains("two A sets"));
     }
 }
