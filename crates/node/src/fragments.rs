@@ -11,8 +11,8 @@
 //! the original requester could read.
 //!
 //! Limits: bodies up to [`MAX_FRAGMENT_SIZE_BYTES`], a bounded number of concurrent writes per
-//! store (`503 Busy` beyond it), one connection per request with `TCP_NODELAY`, and a per-request
-//! timeout on the client.
+//! store (`503 Busy` beyond it), keep-alive connections with `TCP_NODELAY` (at most
+//! [`MAX_IDLE_CONNECTIONS_PER_NODE`] idle per node), and a per-request timeout on the client.
 
 use crate::{
     admin::{error, read_body, Admin},
@@ -151,11 +151,19 @@ pub async fn handle(admin: &Admin, req: Request<Incoming>, root: &str) -> Respon
     }
 }
 
-/// Client side: pushes and fetches fragments over HTTP, signing as this node.
+/// Idle keep-alive connections kept per node; more are closed after use.
+pub const MAX_IDLE_CONNECTIONS_PER_NODE: usize = 16;
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Client side: pushes and fetches fragments over HTTP, signing as this node. Connections are
+/// kept alive and reused, so a busy gateway does not burn an ephemeral port (and a TIME_WAIT
+/// slot) per fragment.
 pub struct HttpTransport {
     key: SigningKey,
     addresses: HashMap<NodeId, SocketAddr>,
     timeout: Duration,
+    idle: std::sync::Mutex<HashMap<SocketAddr, Vec<Sender>>>,
 }
 
 impl HttpTransport {
@@ -165,6 +173,45 @@ impl HttpTransport {
             key,
             addresses,
             timeout: Duration::from_millis(timeout_ms),
+            idle: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A ready idle connection to `addr`, or a new one.
+    async fn sender(&self, addr: SocketAddr) -> Result<Sender, String> {
+        loop {
+            let candidate = self
+                .idle
+                .lock()
+                .expect("idle pool lock")
+                .get_mut(&addr)
+                .and_then(Vec::pop);
+            match candidate {
+                Some(mut s) => {
+                    // A connection the server closed meanwhile is dropped, not reused.
+                    if std::future::poll_fn(|cx| s.poll_ready(cx)).await.is_ok() {
+                        return Ok(s);
+                    }
+                }
+                None => break,
+            }
+        }
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connecting: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    fn release(&self, addr: SocketAddr, sender: Sender) {
+        let mut idle = self.idle.lock().expect("idle pool lock");
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_CONNECTIONS_PER_NODE && !sender.is_closed() {
+            list.push(sender);
         }
     }
 
@@ -194,14 +241,10 @@ impl HttpTransport {
             .body(Full::new(body))
             .map_err(|e| err("building request for", &e))?;
         let exchange = async {
-            let stream = tokio::net::TcpStream::connect(addr)
+            let mut sender = self
+                .sender(addr)
                 .await
                 .map_err(|e| err("connecting to", &e))?;
-            let _ = stream.set_nodelay(true);
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| err("handshake with", &e))?;
-            tokio::spawn(conn);
             let resp = sender
                 .send_request(req)
                 .await
@@ -212,6 +255,9 @@ impl HttpTransport {
                 .await
                 .map_err(|e| err("reading reply of", &e))?
                 .to_bytes();
+            // Only a connection whose reply was read to the end goes back to the pool; one
+            // abandoned by a timeout or cancellation is dropped (closed) with this future.
+            self.release(addr, sender);
             if !status.is_success() {
                 let msg = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
                 return Err(err(&format!("{method} {status} from"), &msg));
