@@ -402,6 +402,24 @@ fn list(
     after: &str,
     max_keys: usize,
 ) -> Listing {
+    paginate(
+        s.objects_after(bucket, prefix, after),
+        prefix,
+        delimiter,
+        after,
+        max_keys,
+    )
+}
+
+/// One page from `objects` (keys under `prefix`, sorted, all after `after`): keys and common
+/// prefixes, `max_keys` of them in total.
+fn paginate<'a>(
+    objects: impl Iterator<Item = (&'a str, &'a ObjectRecord)>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: &str,
+    max_keys: usize,
+) -> Listing {
     let mut out = Listing {
         objects: Vec::new(),
         prefixes: Vec::new(),
@@ -413,7 +431,8 @@ fn list(
     let skip_under = delimiter
         .filter(|d| after.len() > prefix.len() && after.starts_with(prefix) && after.ends_with(*d))
         .map(|_| after);
-    for (key, rec) in s.objects_after(bucket, prefix, after) {
+    for (key, rec) in objects {
+        debug_assert!(key.starts_with(prefix) && key > after);
         if skip_under.is_some_and(|p| key.starts_with(p)) {
             continue;
         }
@@ -1929,6 +1948,93 @@ mod tests {
         assert!(check_crc32(None, None, crc).is_ok());
         let err = check_crc32(Some("AAAAAA=="), None, crc).unwrap_err();
         assert_eq!(err.code().as_str(), "BadDigest");
+    }
+
+    /// Pages through `keys` like a client following `last` tokens.
+    fn pages(keys: &[&str], prefix: &str, delimiter: Option<&str>, max: usize) -> Vec<Vec<String>> {
+        let rec = ObjectRecord {
+            manifest: ObjectManifest {
+                size_bytes: 0,
+                etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+                content_type: DEFAULT_CONTENT_TYPE.into(),
+                modified_ms: 0,
+                metadata: vec![],
+                placement: vec![],
+                segments: vec![],
+            },
+            put_by: [0; 32],
+            put_height: 1,
+        };
+        let mut sorted: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        sorted.sort();
+        let mut after = String::new();
+        let mut out = Vec::new();
+        loop {
+            let iter = sorted
+                .iter()
+                .filter(|k| **k > after.as_str())
+                .map(|k| (*k, &rec));
+            let page = paginate(iter, prefix, delimiter, &after, max);
+            let mut names: Vec<String> = page.objects.iter().map(|(k, _)| k.clone()).collect();
+            names.extend(page.prefixes.iter().map(|p| format!("{p}*")));
+            names.sort();
+            out.push(names);
+            match page.last.filter(|_| page.truncated) {
+                Some(l) => after = l,
+                None => return out,
+            }
+            assert!(out.len() < 100, "pagination does not terminate");
+        }
+    }
+
+    #[test]
+    fn pagination_groups_common_prefixes_across_pages() {
+        let keys = ["a/1", "a/2", "a/3", "b", "c/x/1", "c/y", "d"];
+        assert_eq!(
+            pages(&keys, "", Some("/"), 1000),
+            vec![vec!["a/*", "b", "c/*", "d"]]
+        );
+        // One entry per page: a common prefix is never split or repeated.
+        assert_eq!(
+            pages(&keys, "", Some("/"), 1),
+            vec![vec!["a/*"], vec!["b"], vec!["c/*"], vec!["d"]]
+        );
+        assert_eq!(
+            pages(&keys, "c/", Some("/"), 1),
+            vec![vec!["c/x/*"], vec!["c/y"]]
+        );
+        // Without a delimiter every key is listed, in order, across pages of 3.
+        let flat: Vec<String> = pages(&keys, "", None, 3).concat();
+        assert_eq!(flat, keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            pages(&keys, "zz", Some("/"), 10),
+            vec![Vec::<String>::new()]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pagination_lists_every_key_once(
+            keys in proptest::collection::btree_set("[ab/]{1,6}", 0..40),
+            max in 1usize..7,
+        ) {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let flat: Vec<String> = pages(&keys, "", None, max).concat();
+            proptest::prop_assert_eq!(flat, keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+            // With a delimiter, every key is either listed or under exactly one listed prefix.
+            let grouped: Vec<String> = pages(&keys, "", Some("/"), max).concat();
+            for k in &keys {
+                let covered = grouped.iter().filter(|g| match g.strip_suffix('*') {
+                    Some(p) => k.starts_with(p),
+                    None => g.as_str() == *k,
+                }).count();
+                proptest::prop_assert_eq!(covered, 1, "{} covered {} times in {:?}", k, covered, grouped);
+            }
+        }
     }
 
     #[test]
