@@ -677,12 +677,34 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn objects_beyond_the_manifest_limit_are_refused() {
+        let t = Arc::new(Local::new(12));
+        let segment = 1_000;
+        let max = segment * MAX_MANIFEST_SEGMENTS;
+        let ok = block_on(upload(
+            &*t,
+            &cfg(segment),
+            &placement(),
+            body(&object(max), 4096),
+        ));
+        assert_eq!(ok.unwrap().len(), MAX_MANIFEST_SEGMENTS);
+        let err = block_on(upload(
+            &*t,
+            &cfg(segment),
+            &placement(),
+            body(&object(max + 1), 4096),
+        ));
+        assert!(matches!(err, Err(UploadError::TooLarge { max_bytes }) if max_bytes == max as u64));
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         #[test]
         fn any_m_failures_after_upload_still_read_back(
             len in 0usize..150_000,
-            segment in 1_000usize..70_000,
+            // At least 1_200 bytes, so 128 segments always hold `len` (oversize: its own test).
+            segment in 1_200usize..70_000,
             chunk in 1usize..20_000,
             down in proptest::collection::btree_set(0u8..12, 0..=8),
             start_frac in 0.0f64..1.0,

@@ -57,8 +57,13 @@ pub enum CommitError {
     Unavailable(String),
 }
 
-/// Header that picks a bucket's erasure coding at CreateBucket, e.g. `4+8`.
+/// Header that picks a bucket's erasure coding at CreateBucket, e.g. `4+8`; HeadObject
+/// reports the object's coding in it.
 pub const CODING_HEADER: &str = "x-cairn-coding";
+/// HeadObject: how many distinct storage nodes hold the object's fragments.
+pub const NODES_HEADER: &str = "x-cairn-nodes";
+/// HeadObject: how many distinct failure zones those nodes are in.
+pub const ZONES_HEADER: &str = "x-cairn-zones";
 /// Most keys one list request returns (S3's own cap).
 pub const MAX_LIST_KEYS: usize = 1000;
 /// Most keys in one DeleteObjects request (S3's own cap).
@@ -175,6 +180,11 @@ impl<S: Stream> Stream for SyncStream<S> {
     }
 }
 
+/// The body of a request that sent none.
+fn empty_body() -> StreamingBlob {
+    StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -282,6 +292,15 @@ fn commit_error(e: CommitError) -> S3Error {
             S3Error::with_message(code, e.to_string())
         }
     }
+}
+
+/// What a client declared about a request body, checked once the body is stored.
+#[derive(Default)]
+struct Declared<'a> {
+    content_length: Option<i64>,
+    content_md5: Option<&'a str>,
+    crc32: Option<&'a str>,
+    trailers: Option<&'a s3s::TrailingHeaders>,
 }
 
 /// Checks a CRC32 the client declared, in a header or an aws-chunked trailer (other
@@ -392,6 +411,16 @@ struct Listing {
     truncated: bool,
     /// The last key or common prefix returned (the next page starts after it).
     last: Option<String>,
+}
+
+/// A listing page as S3 entries.
+struct Page {
+    contents: Vec<dto::Object>,
+    prefixes: Vec<dto::CommonPrefix>,
+    truncated: bool,
+    /// The last key or common prefix, unencoded (the next page starts after it).
+    last: Option<String>,
+    enc: fn(String) -> String,
 }
 
 fn list(
@@ -659,19 +688,25 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         }
     }
 
-    /// Streams a request body into fragments; returns its segments, size and MD5.
+    /// Streams a request body into fragments, checking what the client declared about it;
+    /// returns its segments, size and MD5.
     async fn store_body<S, E>(
         &self,
         coding: Coding,
         placement: &[NodeId],
         body: S,
-        content_length: Option<i64>,
-        content_md5: Option<&str>,
-    ) -> S3Result<(Vec<Segment>, u64, [u8; 16], u32)>
+        declared: Declared<'_>,
+    ) -> S3Result<(Vec<Segment>, u64, [u8; 16])>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let Declared {
+            content_length,
+            content_md5,
+            crc32,
+            trailers,
+        } = declared;
         if let Some(m) = content_md5 {
             let m = m.trim();
             let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
@@ -683,12 +718,15 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
             }
         }
         let mut hasher = Md5::new();
-        let mut crc = crc32fast::Hasher::new();
+        // CRC32 only when the client declared one (header or trailer): not on every upload.
+        let mut crc = (crc32.is_some() || trailers.is_some()).then(crc32fast::Hasher::new);
         let mut size = 0u64;
         let counted = body.map(|chunk| {
             if let Ok(b) = &chunk {
                 hasher.update(b);
-                crc.update(b);
+                if let Some(c) = &mut crc {
+                    c.update(b);
+                }
                 size += b.len() as u64;
             }
             chunk
@@ -718,7 +756,10 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
                 ));
             }
         }
-        Ok((segments, size, md5, crc.finalize()))
+        if let Some(c) = crc {
+            check_crc32(crc32, trailers, c.finalize())?;
+        }
+        Ok((segments, size, md5))
     }
 
     async fn commit(&self, kind: TxKind) -> S3Result<()> {
@@ -734,10 +775,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
     ) -> S3Result<(ObjectRecord, Coding)> {
         self.ledger.read(|s| {
             let b = self.readable(s, account, bucket)?;
-            let coding = Coding {
-                data: b.data_shards,
-                parity: b.parity_shards,
-            };
+            let coding = Coding::from(b);
             let rec = s.object(bucket, key).ok_or_else(|| s3_error!(NoSuchKey))?;
             Ok((rec.clone(), coding))
         })
@@ -771,6 +809,43 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         Ok(StreamingBlob::wrap(SyncStream(Mutex::new(Box::pin(
             futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest),
         )))))
+    }
+
+    /// One listing page of a bucket the caller may read, as S3 entries with names encoded as
+    /// `encoding` asks (`enc` encodes the other names of the reply the same way).
+    #[allow(clippy::too_many_arguments)]
+    fn list_page(
+        &self,
+        account: Option<&AccountId>,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: &str,
+        max_keys: usize,
+        encoding: Option<&dto::EncodingType>,
+    ) -> S3Result<Page> {
+        let enc = encoder(encoding)?;
+        let listing = self.ledger.read(|s| {
+            self.readable(s, account, bucket)?;
+            Ok::<_, S3Error>(list(s, bucket, prefix, delimiter, after, max_keys))
+        })?;
+        Ok(Page {
+            contents: listing
+                .objects
+                .into_iter()
+                .map(|(k, r)| list_entry(enc(k), &r))
+                .collect(),
+            prefixes: listing
+                .prefixes
+                .into_iter()
+                .map(|p| dto::CommonPrefix {
+                    prefix: Some(enc(p)),
+                })
+                .collect(),
+            truncated: listing.truncated,
+            last: listing.last,
+            enc,
+        })
     }
 
     fn new_upload_id(&self, bucket: &str, key: &str) -> String {
@@ -977,30 +1052,24 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                     "the key exists and If-None-Match: * was given"
                 ));
             }
-            let coding = Coding {
-                data: b.data_shards,
-                parity: b.parity_shards,
-            };
+            let coding = Coding::from(b);
             Ok((coding, self.place(s, coding, &seed, size_hint)?))
         })?;
-        let body = input.body.unwrap_or_else(|| {
-            StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
-        });
+        let body = input.body.unwrap_or_else(empty_body);
         let started = std::time::Instant::now();
-        let (segments, size, md5, crc) = self
+        let (segments, size, md5) = self
             .store_body(
                 coding,
                 &placed,
                 body,
-                input.content_length,
-                input.content_md5.as_deref(),
+                Declared {
+                    content_length: input.content_length,
+                    content_md5: input.content_md5.as_deref(),
+                    crc32: input.checksum_crc32.as_deref(),
+                    trailers: req.trailing_headers.as_ref(),
+                },
             )
             .await?;
-        check_crc32(
-            input.checksum_crc32.as_deref(),
-            req.trailing_headers.as_ref(),
-            crc,
-        )?;
         let stored_ms = started.elapsed().as_millis();
         let etag = hex(&md5);
         let manifest = ObjectManifest {
@@ -1106,7 +1175,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let account = self.account(&req)?;
         let input = req.input;
-        let (rec, _) = self.object(account.as_ref(), &input.bucket, &input.key)?;
+        let (rec, coding) = self.object(account.as_ref(), &input.bucket, &input.key)?;
         let m = &rec.manifest;
         check_conditions(
             &m.etag,
@@ -1116,7 +1185,14 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        Ok(S3Response::new(dto::HeadObjectOutput {
+        let zones = self.ledger.read(|s| {
+            m.placement
+                .iter()
+                .filter_map(|n| s.node(n).map(|r| r.zone.clone()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        });
+        let mut resp = S3Response::new(dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(m.size_bytes as i64),
             content_type: Some(m.content_type.clone()),
@@ -1124,7 +1200,18 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             last_modified: Some(timestamp(m.modified_ms)),
             metadata: metadata_map(&m.metadata),
             ..Default::default()
-        }))
+        });
+        // Where the object lives, for operators and the devnet self-check.
+        for (name, value) in [
+            (CODING_HEADER, format!("{}+{}", coding.data, coding.parity)),
+            (NODES_HEADER, m.placement.len().to_string()),
+            (ZONES_HEADER, zones.to_string()),
+        ] {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                resp.headers.insert(name, v);
+            }
+        }
+        Ok(resp)
     }
 
     async fn delete_object(
@@ -1239,10 +1326,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         };
         let dst_coding = self.ledger.read(|s| {
             let b = self.writable(s, &account, &input.bucket)?;
-            Ok::<_, S3Error>(Coding {
-                data: b.data_shards,
-                parity: b.parity_shards,
-            })
+            Ok::<_, S3Error>(Coding::from(b))
         })?;
         let modified_ms = now_ms();
         // Fragments are content-addressed, so a copy into a bucket with the same coding
@@ -1256,8 +1340,8 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 .ledger
                 .read(|s| self.place(s, dst_coding, &seed, sm.size_bytes))?;
             let body = self.body(&src, src_coding, 0, sm.size_bytes).await?;
-            let (segments, _, _, _) = self
-                .store_body(dst_coding, &placed, body, None, None)
+            let (segments, _, _) = self
+                .store_body(dst_coding, &placed, body, Declared::default())
                 .await?;
             (placed, segments)
         };
@@ -1298,18 +1382,16 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let marker = input.marker.clone().unwrap_or_default();
-        let page = self.ledger.read(|s| {
-            self.readable(s, account.as_ref(), &input.bucket)?;
-            Ok::<_, S3Error>(list(
-                s,
-                &input.bucket,
-                &prefix,
-                input.delimiter.as_deref(),
-                &marker,
-                max,
-            ))
-        })?;
-        let enc = encoder(input.encoding_type.as_ref())?;
+        let page = self.list_page(
+            account.as_ref(),
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &marker,
+            max,
+            input.encoding_type.as_ref(),
+        )?;
+        let enc = page.enc;
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(input.bucket),
             prefix: Some(enc(prefix)),
@@ -1317,20 +1399,8 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
             next_marker: page.last.filter(|_| page.truncated).map(enc),
-            contents: Some(
-                page.objects
-                    .into_iter()
-                    .map(|(k, r)| list_entry(enc(k), &r))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| dto::CommonPrefix {
-                        prefix: Some(enc(p)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             delimiter: input.delimiter.map(enc),
             encoding_type: input.encoding_type,
             ..Default::default()
@@ -1356,44 +1426,29 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 })?,
             None => input.start_after.clone().unwrap_or_default(),
         };
-        let page = self.ledger.read(|s| {
-            self.readable(s, account.as_ref(), &input.bucket)?;
-            Ok::<_, S3Error>(list(
-                s,
-                &input.bucket,
-                &prefix,
-                input.delimiter.as_deref(),
-                &after,
-                max,
-            ))
-        })?;
-        let count = page.objects.len() + page.prefixes.len();
-        let enc = encoder(input.encoding_type.as_ref())?;
+        let page = self.list_page(
+            account.as_ref(),
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            &after,
+            max,
+            input.encoding_type.as_ref(),
+        )?;
+        let enc = page.enc;
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: Some(enc(prefix)),
             max_keys: Some(max as i32),
-            key_count: Some(count as i32),
+            key_count: Some((page.contents.len() + page.prefixes.len()) as i32),
             continuation_token: input.continuation_token,
             is_truncated: Some(page.truncated),
             next_continuation_token: page
                 .last
                 .filter(|_| page.truncated)
                 .map(|l| hex(l.as_bytes())),
-            contents: Some(
-                page.objects
-                    .into_iter()
-                    .map(|(k, r)| list_entry(enc(k), &r))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| dto::CommonPrefix {
-                        prefix: Some(enc(p)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             delimiter: input.delimiter.map(enc),
             encoding_type: input.encoding_type,
             start_after: input.start_after.map(enc),
@@ -1412,10 +1467,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         let seed = self.seed(&[upload_id.as_bytes()]);
         let (coding, placed) = self.ledger.read(|s| {
             let b = self.writable(s, &account, &input.bucket)?;
-            let coding = Coding {
-                data: b.data_shards,
-                parity: b.parity_shards,
-            };
+            let coding = Coding::from(b);
             Ok::<_, S3Error>((
                 coding,
                 self.place(s, coding, &seed, self.cfg.segment_size_bytes as u64)?,
@@ -1479,23 +1531,20 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             (u.coding, u.placement.clone())
         };
         let _slot = self.upload_slot()?;
-        let body = input.body.unwrap_or_else(|| {
-            StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
-        });
-        let (segments, size, md5, crc) = self
+        let body = input.body.unwrap_or_else(empty_body);
+        let (segments, size, md5) = self
             .store_body(
                 coding,
                 &placed,
                 body,
-                input.content_length,
-                input.content_md5.as_deref(),
+                Declared {
+                    content_length: input.content_length,
+                    content_md5: input.content_md5.as_deref(),
+                    crc32: input.checksum_crc32.as_deref(),
+                    trailers: req.trailing_headers.as_ref(),
+                },
             )
             .await?;
-        check_crc32(
-            input.checksum_crc32.as_deref(),
-            req.trailing_headers.as_ref(),
-            crc,
-        )?;
         let mut uploads = self.uploads.lock().expect("uploads lock");
         let u = uploads.get_mut(&id).ok_or_else(|| {
             s3_error!(
@@ -2074,6 +2123,7 @@ mod tests {
         assert_eq!(default_coding(12), Some(Coding::DEFAULT));
         assert_eq!(default_coding(40), Some(Coding::DEFAULT));
         assert_eq!(default_coding(4), Some(Coding { data: 1, parity: 3 }));
+        assert_eq!(default_coding(6), Some(Coding { data: 2, parity: 4 }));
         assert_eq!(default_coding(1), None);
     }
 }

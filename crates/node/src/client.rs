@@ -90,3 +90,46 @@ pub fn get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, String>
     }
     Ok(value)
 }
+
+/// The next nonce for `account` (one above its finalized maximum).
+pub fn next_nonce(endpoint: &str, account: &[u8; 32]) -> Result<u64, String> {
+    let a = get_json(
+        endpoint,
+        &format!("/accounts/{}", crate::config::hex(account)),
+    )?;
+    Ok(a["nonce_max"].as_u64().unwrap_or(0) + 1)
+}
+
+/// POSTs a signed transaction; returns its hash (hex).
+pub fn post_tx(endpoint: &str, tx: &cairn_ledger::SignedTx) -> Result<String, String> {
+    let (code, body) = request(endpoint, "POST", "/tx", &tx.encode())?;
+    if code >= 400 {
+        return Err(format!(
+            "HTTP {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    Ok(crate::config::hex(&tx.hash()))
+}
+
+/// Polls until transaction `hash` is finalized (or `timeout_ms` passes); returns its status
+/// JSON (`result` is "ok" or the rejection).
+pub fn wait_finalized(
+    endpoint: &str,
+    hash: &str,
+    timeout_ms: u64,
+) -> Result<serde_json::Value, String> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        let status = get_json(endpoint, &format!("/tx/{hash}"))?;
+        if status["status"] == "finalized" {
+            return Ok(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "transaction {hash} not finalized within {timeout_ms} ms"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

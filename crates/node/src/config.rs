@@ -339,3 +339,19 @@ impl GenesisFile {
         Ok(genesis)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_key_and_account_key_agree() {
+        use commonware_cryptography::Signer as _;
+        // Fragment requests and gateway transactions are signed with the dalek form of the
+        // node's p2p key; servers and the ledger look the signer up by node id, so both must
+        // be the same public key.
+        let key = commonware_cryptography::ed25519::PrivateKey::from_seed(7);
+        assert_eq!(
+            super::account_key(&key).verifying_key().to_bytes(),
+            super::node_id(&key)
+        );
+    }
+}

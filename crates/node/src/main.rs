@@ -25,7 +25,7 @@ use cairn_ledger::{Tx, TxKind};
 use clap::{Parser, Subcommand};
 use commonware_runtime::{tokio as cw_tokio, Runner as _};
 use config::{account_key, hex, node_id, private_key, NodeConfig};
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 #[derive(Parser)]
 #[command(
@@ -384,8 +384,7 @@ fn submit_tx(
         )
     })?;
     let signer = node_id(&key);
-    let account = client::get_json(endpoint, &format!("/accounts/{}", hex(&signer)))?;
-    let nonce = account["nonce_max"].as_u64().unwrap_or(0) + 1;
+    let nonce = client::next_nonce(endpoint, &signer)?;
     let kind = match kind {
         TxCommand::RegisterAccount { name } => TxKind::RegisterAccount { name },
         TxCommand::ConfigSet {
@@ -412,31 +411,18 @@ fn submit_tx(
         kind,
     }
     .sign(&account_key(&key));
-    let (code, body) = client::request(endpoint, "POST", "/tx", &tx.encode())?;
-    let body = String::from_utf8_lossy(&body).to_string();
-    if code >= 400 {
-        return Err(format!("HTTP {code}: {}", body.trim()));
-    }
-    let hash = hex(&tx.hash());
+    let hash = client::post_tx(endpoint, &tx)?;
     println!("submitted {hash}");
     if wait {
-        for _ in 0..300 {
-            let status = client::get_json(endpoint, &format!("/tx/{hash}"))?;
-            if status["status"] == "finalized" {
-                println!(
-                    "finalized at height {}: {}",
-                    status["height"],
-                    status["result"].as_str().unwrap_or("?")
-                );
-                return if status["result"] == "ok" {
-                    Ok(())
-                } else {
-                    Err("transaction rejected by the ledger".into())
-                };
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let status = client::wait_finalized(endpoint, &hash, 30_000)?;
+        println!(
+            "finalized at height {}: {}",
+            status["height"],
+            status["result"].as_str().unwrap_or("?")
+        );
+        if status["result"] != "ok" {
+            return Err("transaction rejected by the ledger".into());
         }
-        return Err("not finalized within 30 s".into());
     }
     Ok(())
 }

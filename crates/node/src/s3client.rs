@@ -4,6 +4,7 @@
 //! Limits: plain HTTP to one endpoint, single-request PUT (objects up to the gateway's
 //! single-PUT limit), responses other than object bodies capped at 16 MiB.
 
+use crate::config::hex;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::{
@@ -78,10 +79,6 @@ pub enum Body<'a> {
     Bytes(&'a [u8]),
     /// `len` bytes from a reader, sent unsigned (`UNSIGNED-PAYLOAD`), reporting progress.
     Reader(&'a mut dyn Read, u64, &'a dyn Fn(u64)),
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {

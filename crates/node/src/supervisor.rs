@@ -8,7 +8,7 @@
 
 use crate::{
     client,
-    config::{account_key, hex, node_id, NodeConfig},
+    config::{account_key, node_id, NodeConfig},
     devnet::{self, Layout},
     s3client::{Body, S3Client},
 };
@@ -352,8 +352,7 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
 fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String> {
     let key = devnet::admin_key();
     let signer = node_id(&key);
-    let account = client::get_json(admin, &format!("/accounts/{}", hex(&signer)))?;
-    let first_nonce = account["nonce_max"].as_u64().unwrap_or(0) + 1;
+    let first_nonce = client::next_nonce(admin, &signer)?;
     let gateways: Vec<[u8; 32]> = configs[0]
         .genesis
         .nodes
@@ -372,29 +371,14 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
             },
         }
         .sign(&account_key(&key));
-        let (code, body) = client::request(admin, "POST", "/tx", &tx.encode())?;
-        if code >= 400 {
-            return Err(format!(
-                "authorizing gateways failed: HTTP {code}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        hashes.push(hex(&tx.hash()));
+        hashes.push(
+            client::post_tx(admin, &tx).map_err(|e| format!("authorizing gateways failed: {e}"))?,
+        );
     }
-    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
     for h in hashes {
-        loop {
-            let status = client::get_json(admin, &format!("/tx/{h}"))?;
-            if status["status"] == "finalized" {
-                if status["result"] != "ok" {
-                    return Err(format!("AuthorizeGateway rejected: {}", status["result"]));
-                }
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err("AuthorizeGateway transactions were not finalized in time".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let status = client::wait_finalized(admin, &h, READY_TIMEOUT_MS)?;
+        if status["result"] != "ok" {
+            return Err(format!("AuthorizeGateway rejected: {}", status["result"]));
         }
     }
     Ok(())
@@ -428,8 +412,13 @@ fn self_check(client: &S3Client) -> Result<String, String> {
     if r.body != data {
         return Err("read-back bytes differ from what was written".into());
     }
+    let head = client.request("HEAD", &path, &[], &[], Body::Empty, None)?;
+    let field = |name: &str| head.header(name).unwrap_or("?").to_string();
+    let coding = field("x-cairn-coding").replace('+', ", ");
     Ok(format!(
-        "storage self-check: S3 PUT of 1 MiB (erasure-coded, finalized) {put_ms} ms, verified GET {get_ms} ms"
+        "storage self-check: RS({coding}) 1 MiB over {} nodes in {} zones, S3 PUT (finalized) {put_ms} ms, verified GET {get_ms} ms",
+        field("x-cairn-nodes"),
+        field("x-cairn-zones"),
     ))
 }
 

@@ -226,7 +226,8 @@ fn devnet_storage_self_check_round_trips_over_real_sockets() {
         .recv_timeout(Duration::from_secs(90))
         .expect("devnet printed no storage self-check line within 90 s");
     assert!(
-        line.starts_with("storage self-check: S3 PUT of 1 MiB") && line.contains("verified GET"),
+        line.starts_with("storage self-check: RS(1, 3) 1 MiB over 4 nodes in 2 zones")
+            && line.contains("verified GET"),
         "unexpected self-check result: {line}"
     );
     // RS(1, 3) over 4 nodes: every node stored exactly one fragment, under its root.

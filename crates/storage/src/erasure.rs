@@ -18,6 +18,15 @@ pub struct Coding {
     pub parity: u8,
 }
 
+impl From<&cairn_ledger::objects::Bucket> for Coding {
+    fn from(b: &cairn_ledger::objects::Bucket) -> Self {
+        Coding {
+            data: b.data_shards,
+            parity: b.parity_shards,
+        }
+    }
+}
+
 impl Coding {
     /// The default, RS(4, 8): survives the loss of 8 of 12 fragments.
     pub const DEFAULT: Coding = Coding { data: 4, parity: 8 };
