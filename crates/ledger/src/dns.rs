@@ -28,7 +28,11 @@
 //! Status: these rules are pure functions, unit- and property-tested (issue #4, first part);
 //! the transactions that carry zones and plans, and their state tables, come next.
 
-use crate::AccountId;
+use crate::{
+    codec::{Reader, Writer},
+    AccountId, TxError,
+};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// Largest share of a name's capacity one plan may remove.
@@ -44,8 +48,11 @@ pub const MAX_WEIGHT: u32 = 1_000;
 /// Most past generations kept per name (besides the pinned last-known-good one).
 pub const MAX_HISTORY_GENERATIONS: usize = 32;
 
+/// Longest reason a plan may carry (shown by `cairn dns history`).
+pub const MAX_REASON_SIZE_BYTES: usize = 200;
+
 /// One address a managed name resolves to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
     /// IPv4 (4 bytes) or IPv6 (16 bytes) address.
     pub address: Vec<u8>,
@@ -68,10 +75,12 @@ pub struct Generation {
     pub evidence_height: u64,
     /// True if a committee-quorum override bypassed velocity and pacing.
     pub overridden: bool,
+    /// Why the planner proposed it.
+    pub reason: String,
 }
 
 /// A proposed next generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Must be `base_generation + 1`.
     pub generation: u64,
@@ -81,10 +90,12 @@ pub struct Plan {
     pub endpoints: Vec<Endpoint>,
     /// Height of the health data the plan was computed from.
     pub evidence_height: u64,
+    /// Why (at most [`MAX_REASON_SIZE_BYTES`]), e.g. which endpoints went unhealthy.
+    pub reason: String,
 }
 
 /// Why a plan was refused; each names what the planner should do.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum PlanError {
     /// The name moved on since the planner read it.
     #[error("stale plan: based on generation {base} but the current one is {current}; re-read and re-plan")]
@@ -204,6 +215,105 @@ fn removed_capacity(old: &[Endpoint], new: &[Endpoint]) -> u64 {
         .sum()
 }
 
+/// True if `new` drops exactly one endpoint of `old` and keeps every other weight: a single
+/// failure may always be removed, otherwise a name of three or fewer endpoints could never
+/// shrink (one of three is 33%, above the 30% velocity limit).
+fn drops_one_endpoint_only(old: &[Endpoint], new: &[Endpoint]) -> bool {
+    let mut dropped = 0;
+    for o in old {
+        match new.iter().find(|n| n.address == o.address) {
+            None => dropped += 1,
+            Some(n) if n.weight < o.weight => return false,
+            Some(_) => {}
+        }
+    }
+    dropped == 1
+}
+
+/// Largest capacity a plan may remove from `endpoints` without an override: the velocity
+/// limit, or one whole endpoint.
+pub fn removal_allowed(endpoints: &[Endpoint], drop: &[Endpoint]) -> bool {
+    let old = capacity(endpoints);
+    let removed = capacity(drop);
+    drop.len() == 1 || removed * 100 <= VELOCITY_LIMIT_PERCENT * old
+}
+
+/// An endpoint address in presentation form (IPv4 dotted quad or IPv6).
+pub fn format_address(a: &[u8]) -> String {
+    if let Ok(v4) = <[u8; 4]>::try_from(a) {
+        std::net::Ipv4Addr::from(v4).to_string()
+    } else if let Ok(v6) = <[u8; 16]>::try_from(a) {
+        std::net::Ipv6Addr::from(v6).to_string()
+    } else {
+        format!("{a:?}")
+    }
+}
+
+/// The planner's step, shared by every validator's planner and the simulations: from the
+/// current generation and the endpoints healthy at `evidence_height`, the next plan, or
+/// `None` when nothing should change. Adds every healthy endpoint, drops unhealthy ones
+/// (most capacity first, address order on ties) only within [`removal_allowed`], never
+/// proposes an empty set, and waits out [`MIN_PLAN_INTERVAL_BLOCKS`] before `height`.
+/// With no healthy endpoint at all it returns `None`: fail static.
+pub fn next_plan(
+    name: &ManagedName,
+    healthy: &[Endpoint],
+    evidence_height: u64,
+    height: u64,
+) -> Option<Plan> {
+    if healthy.is_empty() || height < name.current.height.saturating_add(MIN_PLAN_INTERVAL_BLOCKS) {
+        return None;
+    }
+    let current = &name.current.endpoints;
+    let is_healthy = |a: &[u8]| healthy.iter().any(|h| h.address == a);
+    let mut next: Vec<Endpoint> = current
+        .iter()
+        .filter(|e| is_healthy(&e.address))
+        .cloned()
+        .collect();
+    let mut added = Vec::new();
+    for h in healthy {
+        if !current.iter().any(|e| e.address == h.address) {
+            next.push(h.clone());
+            added.push(h.address.clone());
+        }
+    }
+    let mut unhealthy: Vec<&Endpoint> =
+        current.iter().filter(|e| !is_healthy(&e.address)).collect();
+    unhealthy.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.address.cmp(&b.address)));
+    let mut dropped: Vec<Endpoint> = Vec::new();
+    for e in unhealthy {
+        let mut trial = dropped.clone();
+        trial.push(e.clone());
+        if removal_allowed(current, &trial) {
+            dropped = trial;
+        } else {
+            next.push(e.clone());
+        }
+    }
+    next.sort();
+    next.dedup_by(|a, b| a.address == b.address);
+    if next.is_empty() || &next == current {
+        return None;
+    }
+    let mut reason = String::new();
+    for d in &dropped {
+        reason.push_str(&format!("-{} ", format_address(&d.address)));
+    }
+    for a in &added {
+        reason.push_str(&format!("+{} ", format_address(a)));
+    }
+    reason.push_str(&format!("(health at height {evidence_height})"));
+    reason.truncate(MAX_REASON_SIZE_BYTES);
+    Some(Plan {
+        generation: name.current.number + 1,
+        base_generation: name.current.number,
+        endpoints: next,
+        evidence_height,
+        reason,
+    })
+}
+
 impl ManagedName {
     /// A new managed name whose generation 1 is `endpoints` (validated like a plan).
     pub fn create(
@@ -220,6 +330,7 @@ impl ManagedName {
                 planner,
                 evidence_height: height,
                 overridden: false,
+                reason: "created".into(),
             },
             history: VecDeque::new(),
             last_known_good: 1,
@@ -271,11 +382,19 @@ impl ManagedName {
             }
             let old = capacity(&self.current.endpoints);
             let removed = removed_capacity(&self.current.endpoints, &plan.endpoints);
-            if removed * 100 > VELOCITY_LIMIT_PERCENT * old {
+            if removed * 100 > VELOCITY_LIMIT_PERCENT * old
+                && !drops_one_endpoint_only(&self.current.endpoints, &plan.endpoints)
+            {
                 return Err(PlanError::Velocity {
                     removed_percent: (removed * 100).div_ceil(old.max(1)),
                 });
             }
+        }
+        if plan.reason.len() > MAX_REASON_SIZE_BYTES {
+            return Err(PlanError::InvalidEndpoints(format!(
+                "the reason is {} bytes, at most {MAX_REASON_SIZE_BYTES}",
+                plan.reason.len()
+            )));
         }
         let next = Generation {
             number: want,
@@ -284,6 +403,7 @@ impl ManagedName {
             planner,
             evidence_height: plan.evidence_height,
             overridden,
+            reason: plan.reason.clone(),
         };
         let all_healthy = next.endpoints.iter().all(&healthy);
         let previous = std::mem::replace(&mut self.current, next);
@@ -350,7 +470,7 @@ pub const MAX_TXT_STRING_SIZE_BYTES: usize = 255;
 pub const MAX_TXT_STRINGS: usize = 16;
 
 /// Record data of the supported types.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RData {
     /// Start of authority (zone apex only).
     Soa {
@@ -407,6 +527,21 @@ pub enum RData {
 }
 
 impl RData {
+    /// The record type's code (RFC 1035 and successors).
+    pub fn type_code(&self) -> u16 {
+        match self {
+            RData::Soa { .. } => 6,
+            RData::Ns(_) => 2,
+            RData::A(_) => 1,
+            RData::Aaaa(_) => 28,
+            RData::Cname(_) => 5,
+            RData::Txt(_) => 16,
+            RData::Mx { .. } => 15,
+            RData::Srv { .. } => 33,
+            RData::Caa { .. } => 257,
+        }
+    }
+
     /// The record type's mnemonic.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -424,7 +559,7 @@ impl RData {
 }
 
 /// All records of one name and type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordSet {
     /// Owner name: lower-case, no final dot, inside the zone.
     pub name: String,
@@ -435,7 +570,7 @@ pub struct RecordSet {
 }
 
 /// Why a zone or record set is invalid; the message says what to fix.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum RecordError {
     /// A malformed domain name.
     #[error("bad name {name:?}: {reason}")]
@@ -648,6 +783,255 @@ pub fn validate_zone(origin: &str, sets: &[RecordSet]) -> Result<(), RecordError
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// Canonical encoding (transactions and persisted state)
+
+/// Record type code of a mnemonic, for the supported types.
+pub fn type_code(mnemonic: &str) -> Option<u16> {
+    Some(match mnemonic.to_ascii_uppercase().as_str() {
+        "A" => 1,
+        "NS" => 2,
+        "CNAME" => 5,
+        "SOA" => 6,
+        "MX" => 15,
+        "TXT" => 16,
+        "AAAA" => 28,
+        "SRV" => 33,
+        "CAA" => 257,
+        _ => return None,
+    })
+}
+
+/// One-byte tag per type: the low byte of the type code, except CAA (257, whose low byte would
+/// clash with A) which is 0.
+fn write_rdata(w: &mut Writer, r: &RData) {
+    w.u8(match r {
+        RData::Caa { .. } => 0,
+        other => other.type_code().to_be_bytes()[1],
+    });
+    match r {
+        RData::Soa {
+            mname,
+            rname,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => {
+            w.str(mname);
+            w.str(rname);
+            for v in [refresh, retry, expire, minimum] {
+                w.fixed(&v.to_le_bytes());
+            }
+        }
+        RData::Ns(h) | RData::Cname(h) => w.str(h),
+        RData::A(a) => w.fixed(a),
+        RData::Aaaa(a) => w.fixed(a),
+        RData::Txt(t) => {
+            w.len(t.len());
+            for s in t {
+                w.str(s);
+            }
+        }
+        RData::Mx {
+            preference,
+            exchange,
+        } => {
+            w.fixed(&preference.to_le_bytes());
+            w.str(exchange);
+        }
+        RData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => {
+            for v in [priority, weight, port] {
+                w.fixed(&v.to_le_bytes());
+            }
+            w.str(target);
+        }
+        RData::Caa { flags, tag, value } => {
+            w.u8(*flags);
+            w.str(tag);
+            w.str(value);
+        }
+    }
+}
+
+fn read_rdata(r: &mut Reader<'_>) -> Result<RData, TxError> {
+    let name = |r: &mut Reader<'_>| r.str(MAX_DNS_NAME_SIZE_BYTES);
+    let u16_ = |r: &mut Reader<'_>| r.fixed::<2>().map(u16::from_le_bytes);
+    let u32_ = |r: &mut Reader<'_>| r.fixed::<4>().map(u32::from_le_bytes);
+    Ok(match r.u8()? {
+        6 => RData::Soa {
+            mname: name(r)?,
+            rname: name(r)?,
+            refresh: u32_(r)?,
+            retry: u32_(r)?,
+            expire: u32_(r)?,
+            minimum: u32_(r)?,
+        },
+        2 => RData::Ns(name(r)?),
+        5 => RData::Cname(name(r)?),
+        1 => RData::A(r.fixed::<4>()?),
+        28 => RData::Aaaa(r.fixed::<16>()?),
+        16 => {
+            let n = r.len(MAX_TXT_STRINGS)?;
+            let mut t = Vec::with_capacity(n);
+            for _ in 0..n {
+                t.push(r.str(MAX_TXT_STRING_SIZE_BYTES)?);
+            }
+            RData::Txt(t)
+        }
+        15 => RData::Mx {
+            preference: u16_(r)?,
+            exchange: name(r)?,
+        },
+        33 => RData::Srv {
+            priority: u16_(r)?,
+            weight: u16_(r)?,
+            port: u16_(r)?,
+            target: name(r)?,
+        },
+        0 => RData::Caa {
+            flags: r.u8()?,
+            tag: r.str(15)?,
+            value: r.str(MAX_TXT_STRING_SIZE_BYTES)?,
+        },
+        _ => {
+            return Err(TxError::Malformed {
+                reason: "unknown DNS record type",
+            })
+        }
+    })
+}
+
+/// Encodes a record set.
+pub fn write_set(w: &mut Writer, set: &RecordSet) {
+    w.str(&set.name);
+    w.fixed(&set.ttl_secs.to_le_bytes());
+    w.len(set.records.len());
+    for r in &set.records {
+        write_rdata(w, r);
+    }
+}
+
+/// Decodes a record set (bounded; not validated).
+pub fn read_set(r: &mut Reader<'_>) -> Result<RecordSet, TxError> {
+    let name = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+    let ttl_secs = u32::from_le_bytes(r.fixed::<4>()?);
+    let n = r.len(MAX_RECORDS_PER_SET)?;
+    let mut records = Vec::with_capacity(n);
+    for _ in 0..n {
+        records.push(read_rdata(r)?);
+    }
+    Ok(RecordSet {
+        name,
+        ttl_secs,
+        records,
+    })
+}
+
+fn write_endpoints(w: &mut Writer, endpoints: &[Endpoint]) {
+    w.len(endpoints.len());
+    for e in endpoints {
+        w.bytes(&e.address);
+        w.fixed(&e.weight.to_le_bytes());
+    }
+}
+
+fn read_endpoints(r: &mut Reader<'_>) -> Result<Vec<Endpoint>, TxError> {
+    let n = r.len(MAX_ENDPOINTS)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Endpoint {
+            address: r.bytes(16)?.to_vec(),
+            weight: u32::from_le_bytes(r.fixed::<4>()?),
+        });
+    }
+    Ok(out)
+}
+
+/// Encodes a plan.
+pub fn write_plan(w: &mut Writer, p: &Plan) {
+    w.u64(p.generation);
+    w.u64(p.base_generation);
+    write_endpoints(w, &p.endpoints);
+    w.u64(p.evidence_height);
+    w.str(&p.reason);
+}
+
+/// Decodes a plan (bounded; not validated).
+pub fn read_plan(r: &mut Reader<'_>) -> Result<Plan, TxError> {
+    Ok(Plan {
+        generation: r.u64()?,
+        base_generation: r.u64()?,
+        endpoints: read_endpoints(r)?,
+        evidence_height: r.u64()?,
+        reason: r.str(MAX_REASON_SIZE_BYTES)?,
+    })
+}
+
+/// Validates a plan's fields that need no state (endpoints, reason).
+pub fn validate_plan_fields(p: &Plan) -> Result<(), PlanError> {
+    validate_endpoints(&p.endpoints)?;
+    if p.reason.len() > MAX_REASON_SIZE_BYTES {
+        return Err(PlanError::InvalidEndpoints(format!(
+            "the reason is {} bytes, at most {MAX_REASON_SIZE_BYTES}",
+            p.reason.len()
+        )));
+    }
+    Ok(())
+}
+
+fn write_generation(w: &mut Writer, g: &Generation) {
+    w.u64(g.number);
+    write_endpoints(w, &g.endpoints);
+    w.u64(g.height);
+    w.fixed(&g.planner);
+    w.u64(g.evidence_height);
+    w.bool(g.overridden);
+    w.str(&g.reason);
+}
+
+fn read_generation(r: &mut Reader<'_>) -> Result<Generation, TxError> {
+    Ok(Generation {
+        number: r.u64()?,
+        endpoints: read_endpoints(r)?,
+        height: r.u64()?,
+        planner: r.fixed::<32>()?,
+        evidence_height: r.u64()?,
+        overridden: r.bool()?,
+        reason: r.str(MAX_REASON_SIZE_BYTES)?,
+    })
+}
+
+/// Encodes a managed name with its history.
+pub fn write_managed(w: &mut Writer, m: &ManagedName) {
+    write_generation(w, &m.current);
+    w.len(m.history.len());
+    for g in &m.history {
+        write_generation(w, g);
+    }
+    w.u64(m.last_known_good);
+}
+
+/// Decodes a managed name (bounded).
+pub fn read_managed(r: &mut Reader<'_>) -> Result<ManagedName, TxError> {
+    let current = read_generation(r)?;
+    let n = r.len(MAX_HISTORY_GENERATIONS + 1)?;
+    let mut history = VecDeque::with_capacity(n);
+    for _ in 0..n {
+        history.push_back(read_generation(r)?);
+    }
+    Ok(ManagedName {
+        current,
+        history,
+        last_known_good: r.u64()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,6 +1053,7 @@ mod tests {
             base_generation: m.current.number,
             endpoints,
             evidence_height: evidence,
+            reason: String::new(),
         }
     }
 

@@ -43,6 +43,7 @@ pub mod objects;
 pub mod placement;
 pub mod state;
 pub mod tx;
+pub mod zones;
 
 pub use state::{
     check_nonce, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord, NodeRecordInit,
@@ -170,6 +171,60 @@ pub enum TxError {
     InvalidPlacement {
         /// What is wrong.
         reason: String,
+    },
+    /// The zone does not exist.
+    #[error("no such zone; create it with `cairn dns import` first")]
+    NoSuchZone,
+    /// The zone's version moved on (compare-and-set).
+    #[error("zone version mismatch: expected {expected} but current is {current}; re-read the zone and retry")]
+    ZoneVersionMismatch {
+        /// Expected by the writer.
+        expected: u64,
+        /// Current.
+        current: u64,
+    },
+    /// The zone would be invalid after the change.
+    #[error("{error}")]
+    InvalidZone {
+        /// What is wrong.
+        error: crate::dns::RecordError,
+    },
+    /// The new zone overlaps an existing one.
+    #[error("zone overlaps existing zone {other}; pick a name outside it")]
+    ZoneOverlap {
+        /// The existing zone.
+        other: String,
+    },
+    /// No managed name of that name in the zone.
+    #[error("no such managed name; bind it with `cairn dns manage` first")]
+    NoSuchManagedName,
+    /// The managed name is already bound.
+    #[error("managed name already bound; planners maintain it")]
+    ManagedNameExists,
+    /// Only validator operators plan or approve overrides.
+    #[error(
+        "signer operates no validator node; plans and override approvals come from validators"
+    )]
+    NotValidator,
+    /// The plan broke a DNS rule.
+    #[error("plan rejected: {error}")]
+    PlanRejected {
+        /// Which rule.
+        error: crate::dns::PlanError,
+    },
+    /// An endpoint in a plan is not offered by any node of the name's role.
+    #[error("endpoint {address} is not the address of a registered node with the name's role")]
+    UnknownEndpoint {
+        /// The address.
+        address: String,
+    },
+    /// Too few valid validator approvals for an override.
+    #[error("override has approvals from {votes} validator nodes but needs {needed}; collect more signatures")]
+    OverrideQuorum {
+        /// Validator nodes covered by valid approvals.
+        votes: usize,
+        /// Quorum.
+        needed: usize,
     },
 }
 

@@ -12,6 +12,7 @@ use crate::{
         MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
         MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
     },
+    zones::{endpoint_of, node_healthy, override_message, quorum, Managed, Zone},
     AccountId, BlockError, Hash, NodeId, StateError, TxError, MAX_TXS_PER_BLOCK, NONCE_WINDOW,
 };
 use serde::{Deserialize, Serialize};
@@ -165,6 +166,41 @@ pub enum Event {
         /// Granted (true) or revoked.
         allowed: bool,
     },
+    /// A zone was created or its static records changed.
+    ZoneUpdated {
+        /// Zone apex.
+        origin: String,
+        /// New zone version (SOA serial).
+        version: u64,
+    },
+    /// A managed name was bound.
+    ManagedNameBound {
+        /// Zone apex.
+        origin: String,
+        /// The name.
+        name: String,
+    },
+    /// A plan (or override) made a new generation current.
+    DnsPlanned {
+        /// Zone apex.
+        origin: String,
+        /// The name.
+        name: String,
+        /// The new generation.
+        generation: u64,
+        /// Committee override.
+        overridden: bool,
+    },
+    /// Every endpoint of a managed name is unhealthy; its records are kept (fail static).
+    /// Raised once per outage at the end of a block, after the per-transaction events.
+    DnsAllUnhealthy {
+        /// Zone apex.
+        origin: String,
+        /// The name.
+        name: String,
+        /// The kept generation.
+        generation: u64,
+    },
     /// A transaction that failed a stateful rule (skipped, not applied).
     TxRejected {
         /// Transaction hash.
@@ -192,6 +228,7 @@ const T_CONFIG: u8 = 3;
 const T_BUCKET: u8 = 4;
 const T_OBJECT: u8 = 5;
 const T_GATEWAY: u8 = 6;
+const T_ZONE: u8 = 7;
 
 /// The ledger state: accounts, nodes, config, height (equality ignores dirty-key tracking).
 #[derive(Clone, Debug)]
@@ -206,6 +243,8 @@ pub struct State {
     objects: BTreeMap<Vec<u8>, ObjectRecord>,
     /// (owner, gateway) pairs.
     gateways: BTreeSet<(AccountId, AccountId)>,
+    /// DNS zones by origin.
+    zones: BTreeMap<String, Zone>,
     dirty: BTreeSet<Vec<u8>>,
     /// Encodings of entries touched since the last root update, as they were before (`None` =
     /// absent); folded into `acc` at the end of each block.
@@ -224,6 +263,7 @@ impl PartialEq for State {
             && self.buckets == other.buckets
             && self.objects == other.objects
             && self.gateways == other.gateways
+            && self.zones == other.zones
             && self.root == other.root
     }
 }
@@ -405,6 +445,7 @@ impl State {
             buckets: BTreeMap::new(),
             objects: BTreeMap::new(),
             gateways: BTreeSet::new(),
+            zones: BTreeMap::new(),
             dirty: BTreeSet::new(),
             touched: BTreeMap::new(),
             acc: LtHash::new(),
@@ -562,6 +603,16 @@ impl State {
     pub fn gateway_authorized(&self, owner: &AccountId, gateway: &AccountId) -> bool {
         self.gateways.contains(&(*owner, *gateway))
     }
+    /// The zone at `origin`.
+    pub fn zone(&self, origin: &str) -> Option<&Zone> {
+        self.zones.get(origin)
+    }
+
+    /// All zones, sorted by origin.
+    pub fn zones(&self) -> impl Iterator<Item = (&String, &Zone)> {
+        self.zones.iter()
+    }
+
     /// All config entries, sorted by key.
     pub fn configs(&self) -> impl Iterator<Item = (&String, &ConfigEntry)> {
         self.config.iter()
@@ -602,6 +653,11 @@ impl State {
                 .iter()
                 .map(|(o, g)| (key(T_GATEWAY, &gateway_key_suffix(o, g)), Vec::new())),
         );
+        out.extend(
+            self.zones
+                .iter()
+                .map(|(o, z)| (key(T_ZONE, o.as_bytes()), z.encode())),
+        );
         debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted");
         out
     }
@@ -629,6 +685,10 @@ impl State {
                 let pair = (o.try_into().ok()?, g.try_into().ok()?);
                 self.gateways.contains(&pair).then(Vec::new)
             }
+            T_ZONE => self
+                .zones
+                .get(std::str::from_utf8(id).ok()?)
+                .map(Zone::encode),
             _ => None,
         }
     }
@@ -714,6 +774,14 @@ impl State {
                         g.try_into().expect("32 bytes"),
                     );
                     !s.gateways.insert(pair)
+                }
+                T_ZONE => {
+                    let origin =
+                        std::str::from_utf8(id).map_err(|_| corrupt("zone name is not UTF-8"))?;
+                    crate::dns::validate_name(origin)
+                        .map_err(|e| corrupt(format!("zone key: {e}")))?;
+                    let z = Zone::decode(&v).map_err(corrupt_entry("zone entry"))?;
+                    s.zones.insert(origin.to_string(), z).is_some()
                 }
                 other => return Err(corrupt(format!("unknown table {other}"))),
             };
@@ -888,6 +956,12 @@ impl State {
                 }
             }
             TxKind::AuthorizeGateway { .. } => {}
+            TxKind::ZoneUpdate { .. }
+            | TxKind::ManageName { .. }
+            | TxKind::DnsPlan { .. }
+            | TxKind::DnsOverride { .. } => {
+                self.next_zone(tx, self.height.saturating_add(1))?;
+            }
         }
         Ok(nonce)
     }
@@ -1108,7 +1182,249 @@ impl State {
                     allowed: *allowed,
                 }
             }
+            TxKind::ZoneUpdate { .. }
+            | TxKind::ManageName { .. }
+            | TxKind::DnsPlan { .. }
+            | TxKind::DnsOverride { .. } => {
+                let (origin, zone, event) = self.next_zone(tx, height)?;
+                self.touch(key(T_ZONE, origin.as_bytes()));
+                self.zones.insert(origin, zone);
+                event
+            }
         })
+    }
+
+    /// The zone a DNS transaction produces at `height`, with its event; changes nothing.
+    fn next_zone(&self, tx: &crate::Tx, height: u64) -> Result<(String, Zone, Event), TxError> {
+        match &tx.kind {
+            TxKind::ZoneUpdate {
+                origin,
+                expected_version,
+                upserts,
+                deletes,
+            } => {
+                let current = self.zones.get(origin);
+                let version = current.map_or(0, |z| z.version);
+                if version != *expected_version {
+                    return Err(TxError::ZoneVersionMismatch {
+                        expected: *expected_version,
+                        current: version,
+                    });
+                }
+                let base = match current {
+                    Some(z) if z.owner != tx.signer => return Err(TxError::NotAuthorized),
+                    Some(z) => z.clone(),
+                    None => {
+                        if let Some(other) = self.zones.keys().find(|o| {
+                            crate::zones::in_zone(o, origin) || crate::zones::in_zone(origin, o)
+                        }) {
+                            return Err(TxError::ZoneOverlap {
+                                other: other.clone(),
+                            });
+                        }
+                        Zone {
+                            owner: tx.signer,
+                            version: 0,
+                            sets: Vec::new(),
+                            managed: BTreeMap::new(),
+                        }
+                    }
+                };
+                let zone = base.updated(origin, upserts, deletes)?;
+                let event = Event::ZoneUpdated {
+                    origin: origin.clone(),
+                    version: zone.version,
+                };
+                Ok((origin.clone(), zone, event))
+            }
+            TxKind::ManageName {
+                origin,
+                name,
+                ttl_secs,
+                role,
+                endpoints,
+            } => {
+                let mut zone = self.zones.get(origin).ok_or(TxError::NoSuchZone)?.clone();
+                if zone.owner != tx.signer {
+                    return Err(TxError::NotAuthorized);
+                }
+                if zone.managed.contains_key(name) {
+                    return Err(TxError::ManagedNameExists);
+                }
+                if zone.managed.len() >= crate::zones::MAX_MANAGED_PER_ZONE {
+                    return Err(TxError::InvalidField {
+                        field: "name",
+                        reason: format!(
+                            "a zone holds at most {} managed names",
+                            crate::zones::MAX_MANAGED_PER_ZONE
+                        ),
+                    });
+                }
+                if zone
+                    .sets
+                    .iter()
+                    .any(|s| s.name == *name && matches!(s.records[0].type_code(), 1 | 5 | 28))
+                {
+                    return Err(TxError::InvalidField {
+                        field: "name",
+                        reason: format!(
+                            "{name} has static A/AAAA/CNAME records; delete them first"
+                        ),
+                    });
+                }
+                self.check_endpoints(*role, endpoints)?;
+                let state = crate::dns::ManagedName::create(endpoints.clone(), height, tx.signer)
+                    .map_err(|error| TxError::PlanRejected { error })?;
+                zone.managed.insert(
+                    name.clone(),
+                    Managed {
+                        role: *role,
+                        ttl_secs: *ttl_secs,
+                        state,
+                        alerting: false,
+                    },
+                );
+                zone.version = zone.version.saturating_add(1);
+                let event = Event::ManagedNameBound {
+                    origin: origin.clone(),
+                    name: name.clone(),
+                };
+                Ok((origin.clone(), zone, event))
+            }
+            TxKind::DnsPlan { origin, name, plan } => {
+                if !self.validator_nodes().any(|(_, n)| n.operator == tx.signer) {
+                    return Err(TxError::NotValidator);
+                }
+                self.planned_zone(tx, origin, name, plan, height, false)
+            }
+            TxKind::DnsOverride {
+                origin,
+                name,
+                plan,
+                approvals,
+            } => {
+                let message = override_message(origin, name, plan);
+                let mut approvers = BTreeSet::new();
+                for (who, sig) in approvals {
+                    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
+                        continue;
+                    };
+                    let ok = ed25519_dalek::VerifyingKey::from_bytes(who)
+                        .and_then(|k| {
+                            k.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+                        })
+                        .is_ok();
+                    if ok {
+                        approvers.insert(*who);
+                    }
+                }
+                let validators = self.validator_nodes().count();
+                let votes = self
+                    .validator_nodes()
+                    .filter(|(_, n)| approvers.contains(&n.operator))
+                    .count();
+                let needed = quorum(validators);
+                if validators == 0 || votes < needed {
+                    return Err(TxError::OverrideQuorum { votes, needed });
+                }
+                self.planned_zone(tx, origin, name, plan, height, true)
+            }
+            _ => unreachable!("next_zone is only called for DNS transactions"),
+        }
+    }
+
+    fn validator_nodes(&self) -> impl Iterator<Item = (&NodeId, &NodeRecord)> {
+        self.nodes.iter().filter(|(_, n)| n.roles.validator)
+    }
+
+    /// Every endpoint must be offered by a registered node of `role`.
+    fn check_endpoints(
+        &self,
+        role: crate::zones::ManagedRole,
+        endpoints: &[crate::dns::Endpoint],
+    ) -> Result<(), TxError> {
+        for e in endpoints {
+            let offered = self
+                .nodes
+                .values()
+                .filter_map(|n| endpoint_of(n, role))
+                .any(|o| o.address == e.address);
+            if !offered {
+                return Err(TxError::UnknownEndpoint {
+                    address: crate::dns::format_address(&e.address),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn planned_zone(
+        &self,
+        tx: &crate::Tx,
+        origin: &str,
+        name: &str,
+        plan: &crate::dns::Plan,
+        height: u64,
+        overridden: bool,
+    ) -> Result<(String, Zone, Event), TxError> {
+        let mut zone = self.zones.get(origin).ok_or(TxError::NoSuchZone)?.clone();
+        let managed = zone
+            .managed
+            .get_mut(name)
+            .ok_or(TxError::NoSuchManagedName)?;
+        self.check_endpoints(managed.role, &plan.endpoints)?;
+        let role = managed.role;
+        let healthy = |e: &crate::dns::Endpoint| {
+            self.nodes.values().any(|n| {
+                endpoint_of(n, role).is_some_and(|o| o.address == e.address)
+                    && node_healthy(n, plan.evidence_height)
+            })
+        };
+        managed
+            .state
+            .apply_plan(plan, height, tx.signer, healthy, overridden)
+            .map_err(|error| TxError::PlanRejected { error })?;
+        let generation = managed.state.current.number;
+        zone.version = zone.version.saturating_add(1);
+        let event = Event::DnsPlanned {
+            origin: origin.to_string(),
+            name: name.to_string(),
+            generation,
+            overridden,
+        };
+        Ok((origin.to_string(), zone, event))
+    }
+
+    /// Raises [`Event::DnsAllUnhealthy`] once when every endpoint of a managed name becomes
+    /// unhealthy, and clears the alert when one recovers; records are never changed here.
+    fn dns_health(&mut self, height: u64, events: &mut Vec<Event>) {
+        let mut changes = Vec::new();
+        for (origin, zone) in &self.zones {
+            for (name, m) in &zone.managed {
+                let any_healthy = m.state.current.endpoints.iter().any(|e| {
+                    self.nodes.values().any(|n| {
+                        endpoint_of(n, m.role).is_some_and(|o| o.address == e.address)
+                            && node_healthy(n, height)
+                    })
+                });
+                if any_healthy == m.alerting {
+                    changes.push((origin.clone(), name.clone(), !any_healthy));
+                }
+            }
+        }
+        for (origin, name, alerting) in changes {
+            self.touch(key(T_ZONE, origin.as_bytes()));
+            let zone = self.zones.get_mut(&origin).expect("listed above");
+            let m = zone.managed.get_mut(&name).expect("listed above");
+            m.alerting = alerting;
+            if alerting {
+                events.push(Event::DnsAllUnhealthy {
+                    origin,
+                    name,
+                    generation: m.state.current.number,
+                });
+            }
+        }
     }
 
     /// Validates the block statelessly (count, each tx decode_and_verify) without changing state.
@@ -1188,6 +1504,7 @@ impl State {
                 }
             }
         }
+        self.dns_health(height, &mut events);
         self.touch(vec![T_META]);
         self.height = height;
         self.update_root();

@@ -2,12 +2,18 @@
 
 use crate::{
     codec::{Reader, Writer},
+    dns::{
+        read_plan, read_set, type_code, validate_name as validate_dns_name, validate_plan_fields,
+        validate_set, write_plan, write_set, Endpoint, Plan, RecordError, RecordSet,
+        MAX_DNS_NAME_SIZE_BYTES, MAX_RECORDS_PER_ZONE, MAX_TTL_SECS, MIN_TTL_SECS,
+    },
     objects::{
         read_acl, validate_bucket_name, validate_coding, validate_object_key, write_acl, Acl,
         ObjectManifest, MAX_BUCKET_NAME_SIZE_BYTES, MAX_CONTENT_TYPE_SIZE_BYTES, MAX_DATA_SHARDS,
         MAX_ETAG_SIZE_BYTES, MAX_MANIFEST_ROOTS, MAX_MANIFEST_SEGMENTS, MAX_METADATA_ENTRIES,
         MAX_METADATA_SIZE_BYTES, MAX_OBJECT_KEY_SIZE_BYTES, MAX_PARITY_SHARDS,
     },
+    zones::{in_zone, read_role, write_role, ManagedRole, MAX_APPROVALS},
     AccountId, Hash, NodeId, TxError,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -175,6 +181,51 @@ pub enum TxKind {
         /// Grant or revoke.
         allowed: bool,
     },
+    /// Creates a zone (`expected_version` 0; the signer becomes its owner) or changes its
+    /// static record sets (the owner, compare-and-set on the zone version).
+    ZoneUpdate {
+        /// Zone apex, lower-case, no final dot.
+        origin: String,
+        /// The zone version the writer read (0 = create).
+        expected_version: u64,
+        /// Record sets to create or replace, keyed by (name, type).
+        upserts: Vec<RecordSet>,
+        /// (name, type code) of sets to delete.
+        deletes: Vec<(String, u16)>,
+    },
+    /// The zone owner binds a managed name whose A/AAAA records planners maintain.
+    ManageName {
+        /// Zone apex.
+        origin: String,
+        /// Owner name inside the zone.
+        name: String,
+        /// TTL of the managed records.
+        ttl_secs: u32,
+        /// Which nodes it points at.
+        role: ManagedRole,
+        /// Generation 1 (non-empty; each must be a node of the role).
+        endpoints: Vec<Endpoint>,
+    },
+    /// A validator's plan for a managed name (compare-and-set on the generation).
+    DnsPlan {
+        /// Zone apex.
+        origin: String,
+        /// Managed name.
+        name: String,
+        /// The plan.
+        plan: Plan,
+    },
+    /// A plan that may exceed velocity and pacing, approved by a validator quorum.
+    DnsOverride {
+        /// Zone apex.
+        origin: String,
+        /// Managed name.
+        name: String,
+        /// The plan (never empty).
+        plan: Plan,
+        /// (validator operator account, ed25519 signature over [`crate::zones::override_message`]).
+        approvals: Vec<(AccountId, Vec<u8>)>,
+    },
 }
 
 /// An unsigned transaction.
@@ -256,6 +307,19 @@ pub(crate) fn validate_node(
         }
         a.parse::<std::net::SocketAddr>()
             .map_err(|_| invalid("addresses", format!("{a:?} is not ip:port")))?;
+    }
+    Ok(())
+}
+
+fn check_managed_name(origin: &str, name: &str) -> Result<(), TxError> {
+    let zone = |error: RecordError| TxError::InvalidZone { error };
+    validate_dns_name(origin).map_err(zone)?;
+    validate_dns_name(name).map_err(zone)?;
+    if !in_zone(name, origin) || name.starts_with('*') {
+        return Err(invalid(
+            "name",
+            format!("{name} is not a plain name inside zone {origin}"),
+        ));
     }
     Ok(())
 }
@@ -356,6 +420,71 @@ impl Tx {
                 w.fixed(gateway);
                 w.bool(*allowed);
             }
+            TxKind::ZoneUpdate {
+                origin,
+                expected_version,
+                upserts,
+                deletes,
+            } => {
+                w.u8(9);
+                w.str(origin);
+                w.u64(*expected_version);
+                w.len(upserts.len());
+                for set in upserts {
+                    write_set(w, set);
+                }
+                w.len(deletes.len());
+                for (name, t) in deletes {
+                    w.str(name);
+                    w.fixed(&t.to_le_bytes());
+                }
+            }
+            TxKind::ManageName {
+                origin,
+                name,
+                ttl_secs,
+                role,
+                endpoints,
+            } => {
+                w.u8(10);
+                w.str(origin);
+                w.str(name);
+                w.fixed(&ttl_secs.to_le_bytes());
+                write_role(w, *role);
+                // An endpoint list encodes like a plan's.
+                write_plan(
+                    w,
+                    &Plan {
+                        generation: 1,
+                        base_generation: 0,
+                        endpoints: endpoints.clone(),
+                        evidence_height: 0,
+                        reason: String::new(),
+                    },
+                );
+            }
+            TxKind::DnsPlan { origin, name, plan } => {
+                w.u8(11);
+                w.str(origin);
+                w.str(name);
+                write_plan(w, plan);
+            }
+            TxKind::DnsOverride {
+                origin,
+                name,
+                plan,
+                approvals,
+            } => {
+                w.u8(12);
+                w.str(origin);
+                w.str(name);
+                write_plan(w, plan);
+                w.len(approvals.len());
+                for (who, sig) in approvals {
+                    w.fixed(who);
+                    w.bytes(sig);
+                }
+            }
         }
     }
 
@@ -425,6 +554,63 @@ impl Tx {
                 gateway: r.fixed::<32>()?,
                 allowed: r.bool()?,
             },
+            9 => {
+                let origin = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+                let expected_version = r.u64()?;
+                let n = r.len(MAX_RECORDS_PER_ZONE)?;
+                let mut upserts = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    upserts.push(read_set(r)?);
+                }
+                let n = r.len(MAX_RECORDS_PER_ZONE)?;
+                let mut deletes = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let name = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+                    deletes.push((name, u16::from_le_bytes(r.fixed::<2>()?)));
+                }
+                TxKind::ZoneUpdate {
+                    origin,
+                    expected_version,
+                    upserts,
+                    deletes,
+                }
+            }
+            10 => {
+                let origin = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+                let name = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+                let ttl_secs = u32::from_le_bytes(r.fixed::<4>()?);
+                let role = read_role(r)?;
+                let plan = read_plan(r)?;
+                TxKind::ManageName {
+                    origin,
+                    name,
+                    ttl_secs,
+                    role,
+                    endpoints: plan.endpoints,
+                }
+            }
+            11 => TxKind::DnsPlan {
+                origin: r.str(MAX_DNS_NAME_SIZE_BYTES)?,
+                name: r.str(MAX_DNS_NAME_SIZE_BYTES)?,
+                plan: read_plan(r)?,
+            },
+            12 => {
+                let origin = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+                let name = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
+                let plan = read_plan(r)?;
+                let n = r.len(MAX_APPROVALS)?;
+                let mut approvals = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let who = r.fixed::<32>()?;
+                    approvals.push((who, r.bytes(64)?.to_vec()));
+                }
+                TxKind::DnsOverride {
+                    origin,
+                    name,
+                    plan,
+                    approvals,
+                }
+            }
             _ => {
                 return Err(TxError::Malformed {
                     reason: "unknown transaction kind",
@@ -509,6 +695,71 @@ impl Tx {
             TxKind::AuthorizeGateway { gateway, .. } => {
                 if *gateway == self.signer {
                     return Err(invalid("gateway", "an account cannot authorize itself"));
+                }
+                Ok(())
+            }
+            TxKind::ZoneUpdate {
+                origin,
+                upserts,
+                deletes,
+                ..
+            } => {
+                let zone = |error: RecordError| TxError::InvalidZone { error };
+                validate_dns_name(origin).map_err(zone)?;
+                if upserts.is_empty() && deletes.is_empty() {
+                    return Err(invalid("upserts", "nothing to change"));
+                }
+                for set in upserts {
+                    validate_set(origin, set).map_err(zone)?;
+                }
+                for (name, t) in deletes {
+                    validate_dns_name(name).map_err(zone)?;
+                    if !["A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "SRV", "CAA"]
+                        .iter()
+                        .any(|m| type_code(m) == Some(*t))
+                    {
+                        return Err(invalid("deletes", format!("type {t} is not supported")));
+                    }
+                }
+                Ok(())
+            }
+            TxKind::ManageName {
+                origin,
+                name,
+                ttl_secs,
+                endpoints,
+                ..
+            } => {
+                check_managed_name(origin, name)?;
+                if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(ttl_secs) {
+                    return Err(invalid(
+                        "ttl_secs",
+                        format!("must be {MIN_TTL_SECS}..={MAX_TTL_SECS}"),
+                    ));
+                }
+                validate_plan_fields(&Plan {
+                    generation: 1,
+                    base_generation: 0,
+                    endpoints: endpoints.clone(),
+                    evidence_height: 0,
+                    reason: String::new(),
+                })
+                .map_err(|error| TxError::PlanRejected { error })
+            }
+            TxKind::DnsPlan { origin, name, plan } => {
+                check_managed_name(origin, name)?;
+                validate_plan_fields(plan).map_err(|error| TxError::PlanRejected { error })
+            }
+            TxKind::DnsOverride {
+                origin,
+                name,
+                plan,
+                approvals,
+            } => {
+                check_managed_name(origin, name)?;
+                validate_plan_fields(plan).map_err(|error| TxError::PlanRejected { error })?;
+                if approvals.iter().any(|(_, sig)| sig.len() != 64) {
+                    return Err(invalid("approvals", "a signature is 64 bytes"));
                 }
                 Ok(())
             }

@@ -63,7 +63,7 @@ fn decode_rejects_oversize_before_parsing() {
 #[test]
 fn decode_rejects_bad_enum_tag_and_bad_bool() {
     let mut bytes = tx(ADMIN, 1, cfg("a", "v", 0));
-    bytes[TAG_OFFSET] = 9; // one past the last kind (AuthorizeGateway = 8)
+    bytes[TAG_OFFSET] = 13; // one past the last kind (DnsOverride = 12)
     assert_eq!(malformed(&bytes), "unknown transaction kind");
 
     let mut node = tx(OP, 1, register_node([4; 32], "10.0.0.1:9000"));
