@@ -243,7 +243,7 @@ fn zones_belong_to_their_creator_and_update_by_compare_and_set() {
 #[test]
 fn managed_names_take_only_registered_gateways() {
     let mut c = Chain::new();
-    c.run(ADMIN, zone_update(0, apex()));
+    assert_eq!(c.run(ADMIN, zone_update(0, apex())).0, Ok(()));
     let bind = |ips: Vec<Endpoint>| TxKind::ManageName {
         origin: ORIGIN.into(),
         name: "s3.example.test".into(),
