@@ -323,7 +323,9 @@ mod tests {
             ttl_secs: 60,
             records: vec![RData::A([192, 0, 2, 1])],
         };
-        let z2 = z.updated("example.test", &[www.clone()], &[]).unwrap();
+        let z2 = z
+            .updated("example.test", std::slice::from_ref(&www), &[])
+            .unwrap();
         assert_eq!(z2.version, 2);
         assert!(z2.sets.contains(&www));
         // A CNAME beside the A is refused, and the zone is untouched.
