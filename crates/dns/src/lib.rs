@@ -14,4 +14,6 @@
 
 #![warn(missing_docs)]
 
+pub mod answer;
+pub mod wire;
 pub mod zonefile;
