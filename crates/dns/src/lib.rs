@@ -15,5 +15,6 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod server;
 pub mod wire;
 pub mod zonefile;

@@ -161,6 +161,27 @@ fn read_plain_name(b: &[u8], mut at: usize) -> Option<(String, usize)> {
     Some((name, at))
 }
 
+/// Skips one resource record at `at` (owner may end in a compression pointer).
+fn skip_rr(b: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *b.get(at)?;
+        if len & 0xC0 == 0xC0 {
+            at += 2;
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        at += 1 + usize::from(len);
+        if len == 0 {
+            break;
+        }
+    }
+    let rdlen = usize::from(be16(b, at + 8)?);
+    let end = at + 10 + rdlen;
+    (end <= b.len()).then_some(end)
+}
+
 /// Parses a query packet (see the module doc for what is accepted).
 pub fn parse_query(b: &[u8]) -> Result<Query, QueryError> {
     if b.len() < HEADER_SIZE_BYTES {
@@ -184,7 +205,7 @@ pub fn parse_query(b: &[u8]) -> Result<Query, QueryError> {
     if opcode != opcode::QUERY && opcode != opcode::NOTIFY {
         return Err(QueryError::NotImp { id, opcode });
     }
-    if qd != 1 || (opcode == opcode::QUERY && (an != 0 || ns != 0)) || ar > 1 {
+    if qd != 1 || (opcode == opcode::QUERY && (an != 0 || ns > 1)) || ar > 1 {
         return Err(form);
     }
     let (qname, at) = read_plain_name(b, HEADER_SIZE_BYTES).ok_or(form.clone())?;
@@ -193,6 +214,13 @@ pub fn parse_query(b: &[u8]) -> Result<Query, QueryError> {
     let question_end = at + 4;
     let mut edns = None;
     let mut pos = question_end;
+    if ns == 1 && opcode == opcode::QUERY {
+        // Only IXFR carries an authority record (the client's SOA, RFC 1995); skip it.
+        if qtype != qtype::IXFR {
+            return Err(form);
+        }
+        pos = skip_rr(b, pos).ok_or(form.clone())?;
+    }
     if opcode == opcode::NOTIFY {
         // A NOTIFY may carry an answer SOA; we only acknowledge it, so skip the rest.
         pos = b.len();

@@ -25,7 +25,8 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A node is healthy while its last heartbeat (or registration) is at most this many blocks old.
+/// For DNS, a node is healthy while its last heartbeat (or registration) is at most this many
+/// blocks old: much shorter than placement's window, because DNS should fail over in seconds.
 pub const HEALTH_WINDOW_BLOCKS: u64 = 40;
 /// Most managed names in one zone.
 pub const MAX_MANAGED_PER_ZONE: usize = 16;
@@ -247,8 +248,12 @@ pub fn in_zone(name: &str, origin: &str) -> bool {
 
 /// True if the node's last sign of life is at most [`HEALTH_WINDOW_BLOCKS`] before `height`.
 pub fn node_healthy(node: &NodeRecord, height: u64) -> bool {
-    let seen = node.last_heartbeat_height.max(node.registered_height);
-    height.saturating_sub(seen) <= HEALTH_WINDOW_BLOCKS
+    crate::placement::is_healthy(
+        node.last_heartbeat_height,
+        node.registered_height,
+        height,
+        HEALTH_WINDOW_BLOCKS,
+    )
 }
 
 /// The endpoint a node offers for `role`, if it has that role and a usable address.

@@ -204,6 +204,36 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 Err(SubmitError::Busy(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "Busy", e),
             }
         }
+        (&Method::GET, ["dns", "zones"]) => json_response(
+            StatusCode::OK,
+            admin.shared.with_state(crate::dns::zones_json),
+        ),
+        (&Method::GET, ["dns", "zones", origin]) => {
+            match admin
+                .shared
+                .with_state(|s| crate::dns::zone_json(s, &origin.to_ascii_lowercase()))
+            {
+                Some(body) => json_response(StatusCode::OK, body),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchZone",
+                    format!("no zone {origin}; create it with `cairn dns import`"),
+                ),
+            }
+        }
+        (&Method::GET, ["dns", "history", name]) => {
+            match admin
+                .shared
+                .with_state(|s| crate::dns::history_json(s, &name.to_ascii_lowercase()))
+            {
+                Some(body) => json_response(StatusCode::OK, body),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchManagedName",
+                    format!("{name} is not a managed name in any zone"),
+                ),
+            }
+        }
         (&Method::GET, ["metrics"]) => {
             let mut text = (admin.metrics)();
             let f = admin.shared.subscribe().borrow().clone();

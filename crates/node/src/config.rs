@@ -77,6 +77,26 @@ pub struct NodeFile {
     /// S3 endpoint (gateway nodes only; absent = no S3 endpoint).
     #[serde(default)]
     pub s3: Option<S3File>,
+    /// Authoritative DNS server (absent = none).
+    #[serde(default)]
+    pub dns: Option<DnsFile>,
+}
+
+/// `[dns]` of `node.toml`: this node's authoritative DNS server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// Address the UDP and TCP listeners bind.
+    pub listen: SocketAddr,
+    /// Secondaries (e.g. Knot, NSD, BIND) to NOTIFY when a zone changes.
+    #[serde(default)]
+    pub notify: Vec<SocketAddr>,
+    /// Answers per second per client address (default 10000; 0 = unlimited).
+    #[serde(default)]
+    pub rate_limit_qps: Option<u32>,
+    /// UDP worker threads (default 2).
+    #[serde(default)]
+    pub udp_threads: Option<usize>,
 }
 
 /// `[s3]` of `node.toml`: this gateway's S3 endpoint.
@@ -115,6 +135,9 @@ pub struct GenesisNode {
     pub p2p_address: SocketAddr,
     /// Admin API address.
     pub admin_address: SocketAddr,
+    /// S3 address clients use (gateways; the IP managed names like `s3.<zone>` point at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_address: Option<SocketAddr>,
     /// Advertised capacity.
     pub capacity_bytes: u64,
     /// Stake.
@@ -321,7 +344,11 @@ impl GenesisFile {
                     operator: id,
                     zone: n.zone.clone(),
                     roles,
-                    addresses: vec![n.p2p_address.to_string(), n.admin_address.to_string()],
+                    addresses: [Some(n.p2p_address), Some(n.admin_address), n.s3_address]
+                        .into_iter()
+                        .flatten()
+                        .map(|a| a.to_string())
+                        .collect(),
                     capacity_bytes: n.capacity_bytes,
                     stake: n.stake,
                 },

@@ -5,7 +5,8 @@
 //! devnet, never for a real deployment (use `cairn keygen`).
 
 use crate::config::{
-    hex, private_key_hex, GenesisAccount, GenesisFile, GenesisNode, NodeFile, S3File, Tuning,
+    hex, private_key_hex, DnsFile, GenesisAccount, GenesisFile, GenesisNode, NodeFile, S3File,
+    Tuning,
 };
 use commonware_cryptography::{ed25519, Signer};
 use std::{
@@ -26,6 +27,25 @@ pub struct Layout {
     pub base_port: u16,
     /// Chain id.
     pub chain_id: String,
+}
+
+/// Zone every devnet creates, with the managed name `s3.<zone>` over all gateways.
+pub const DEVNET_ZONE: &str = "cairn.test";
+
+/// DNS port of node `i` (UDP and TCP).
+pub fn dns_port(layout: &Layout, i: usize) -> u16 {
+    layout.base_port + 3000 + i as u16
+}
+
+/// The loopback IP node `i` serves S3 on: each gateway gets its own (127.0.1.1, 127.0.1.2,
+/// ...), so DNS failover can be seen on one machine (Linux routes all of 127/8 to `lo`).
+pub fn s3_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        1 + (i / 250) as u8,
+        (i % 250 + 1) as u8,
+    ))
 }
 
 /// S3 port of node `i`.
@@ -67,7 +87,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
             layout.validators, layout.nodes
         ));
     }
-    if usize::from(layout.base_port) + 2000 + layout.nodes > usize::from(u16::MAX) {
+    if usize::from(layout.base_port) + 3000 + layout.nodes > usize::from(u16::MAX) {
         return Err("--base-port too high for this many nodes".into());
     }
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -92,6 +112,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
             roles,
             p2p_address: p2p,
             admin_address: admin,
+            s3_address: Some(SocketAddr::new(s3_ip(i), s3_port(layout, i))),
             capacity_bytes: 1 << 40,
             stake: 1_000,
         });
@@ -105,10 +126,16 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
                 admin_listen: admin,
                 tuning: Tuning::default(),
                 s3: Some(S3File {
-                    listen: SocketAddr::new(ip, s3_port(layout, i)),
+                    listen: SocketAddr::new(s3_ip(i), s3_port(layout, i)),
                     keys: "../../s3-keys.toml".into(),
                     domain: "s3.localhost".into(),
                     segment_size_bytes: None,
+                }),
+                dns: Some(DnsFile {
+                    listen: SocketAddr::new(ip, dns_port(layout, i)),
+                    notify: Vec::new(),
+                    rate_limit_qps: None,
+                    udp_threads: None,
                 }),
             },
         ));

@@ -12,6 +12,8 @@ mod bench_storage;
 mod client;
 mod config;
 mod devnet;
+mod dns;
+mod dnscli;
 mod fragments;
 mod net;
 mod objects;
@@ -104,6 +106,17 @@ enum Command {
     },
     /// Print a fresh random private key (hex) and its public key.
     Keygen,
+    /// DNS zones on the ledger: import/export master files, managed names, history.
+    Dns {
+        /// Admin endpoint of any node.
+        #[arg(long, default_value = "127.0.0.1:8100", global = true)]
+        endpoint: String,
+        /// File holding the signer's hex private key (the zone owner).
+        #[arg(long, default_value = "devnet/admin.key", global = true)]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
     /// Stop or start nodes or zones of a running devnet (fault drills).
     Drill {
         /// The devnet's directory.
@@ -184,6 +197,44 @@ enum TxCommand {
 }
 
 #[derive(Subcommand)]
+enum DnsCommand {
+    /// Create or update a zone from an RFC 1035 master file (sends only the difference).
+    Import {
+        /// The master file.
+        file: PathBuf,
+        /// Zone origin (default: the file's $ORIGIN).
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Print a zone as a master file (static and managed records; SOA serial = version).
+    Export {
+        /// Zone origin.
+        origin: String,
+        /// Only the static record sets (what `import` manages).
+        #[arg(long)]
+        r#static: bool,
+    },
+    /// List the zones on the ledger.
+    Zones,
+    /// Bind a managed name (e.g. s3.<zone>) to the healthy gateways.
+    Manage {
+        /// The name, inside the zone.
+        name: String,
+        /// Zone origin.
+        #[arg(long)]
+        zone: String,
+        /// TTL of its A/AAAA records.
+        #[arg(long, default_value_t = 30)]
+        ttl_secs: u32,
+    },
+    /// Show every kept generation of a managed name: who, when, why.
+    History {
+        /// The managed name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Finalized tx/s and submit-to-finality latency on an in-process devnet.
     Chain(bench::ChainArgs),
@@ -256,6 +307,38 @@ fn main() -> ExitCode {
             kind,
         } => submit_tx(&endpoint, &key, wait, kind),
         Command::Keygen => keygen(),
+        Command::Dns {
+            endpoint,
+            key,
+            command,
+        } => {
+            restore_default_sigpipe();
+            match command {
+                DnsCommand::Import { file, origin } => {
+                    dnscli::import(&endpoint, &key, &file, origin.as_deref())
+                }
+                DnsCommand::Export { origin, r#static } => {
+                    dnscli::export(&endpoint, &origin, r#static)
+                }
+                DnsCommand::Zones => client::get_json(&endpoint, "/dns/zones").map(|v| {
+                    for z in v["zones"].as_array().cloned().unwrap_or_default() {
+                        println!(
+                            "{:<30} version {:<6} {} record sets, managed: {}",
+                            z["origin"].as_str().unwrap_or("?"),
+                            z["version"],
+                            z["record_sets"],
+                            z["managed"]
+                        );
+                    }
+                }),
+                DnsCommand::Manage {
+                    name,
+                    zone,
+                    ttl_secs,
+                } => dnscli::manage(&endpoint, &key, &zone, &name, ttl_secs),
+                DnsCommand::History { name } => dnscli::history(&endpoint, &name),
+            }
+        }
         Command::Drill { dir, command } => supervisor::drill(&dir, &command),
         Command::Put {
             file,

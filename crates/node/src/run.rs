@@ -21,7 +21,9 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 /// Signature-cache capacity per process.
 pub const SIG_CACHE_CAPACITY: usize = 500_000;
 /// Default interval between a node's heartbeat transactions.
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+/// (2 s: a node's health is judged by heartbeats within `HEALTH_WINDOW_BLOCKS`, which must
+/// span a few heartbeats even when blocks come every ~100 ms under load.)
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
 
 /// Errors starting a node process.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +197,33 @@ pub async fn start_node(
         }
         let domain = s3cfg.domain.clone();
         tokio::spawn(async move { crate::s3::serve(listener, ledger, keys, &domain, gw).await });
+    }
+    if let Some(dns) = &cfg.file.dns {
+        check_port("DNS", dns.listen)?;
+        let mut server_cfg = cairn_dns::server::ServerConfig {
+            notify: dns.notify.clone(),
+            ..Default::default()
+        };
+        if let Some(v) = dns.rate_limit_qps {
+            server_cfg.rate_limit_qps = v;
+        }
+        if let Some(v) = dns.udp_threads {
+            server_cfg.udp_threads = v.clamp(1, 64);
+        }
+        crate::dns::start_server(node.shared.clone(), dns.listen, server_cfg)
+            .await
+            .map_err(|source| RunError::PortTaken {
+                what: "DNS",
+                addr: dns.listen,
+                source,
+            })?;
+    }
+    if entry.roles.iter().any(|r| r == "validator") {
+        tokio::spawn(crate::dns::planner(
+            node.shared.clone(),
+            account_key(&cfg.key),
+            nonces.clone(),
+        ));
     }
     let interval_ms = tuning
         .heartbeat_interval_ms

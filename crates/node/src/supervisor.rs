@@ -316,6 +316,7 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
         std::thread::sleep(Duration::from_millis(200));
     }
     authorize_gateways(&admin, configs)?;
+    ensure_devnet_zone(&admin)?;
     let (access, secret) = devnet::s3_credentials();
     let s3 = net.nodes[0].s3.clone().ok_or("node 0 has no S3 endpoint")?;
     let env = format!(
@@ -344,8 +345,45 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
     println!(
         "status:  cairn status --endpoint {admin}   (Ctrl-C stops the devnet; rerun resumes it)"
     );
+    if let Some(dns) = configs[0].file.dns.as_ref() {
+        let zone = devnet::DEVNET_ZONE;
+        let line = format!(
+            "export CAIRN_DNS={}\nexport CAIRN_DNS_PORT={}\nexport CAIRN_ZONE={zone}\n",
+            dns.listen.ip(),
+            dns.listen.port()
+        );
+        let path = dir.join("dns.env");
+        std::fs::write(&path, &line)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "DNS: every node serves zone {zone} (n00 on {}); try: dig @{} -p {} s3.{zone}",
+            dns.listen,
+            dns.listen.ip(),
+            dns.listen.port()
+        );
+    }
     println!("devnet ready");
     Ok(())
+}
+
+/// Creates the devnet zone (SOA, NS, `ns1` and a TXT) and binds `s3.<zone>` to every gateway,
+/// unless it already exists (a resumed devnet).
+fn ensure_devnet_zone(admin: &str) -> Result<(), String> {
+    let zone = devnet::DEVNET_ZONE;
+    let existing = client::get_json(admin, &format!("/dns/zones/{zone}"));
+    if existing.is_ok() {
+        return Ok(());
+    }
+    let text = format!(
+        "$ORIGIN {zone}.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 30\n@ IN NS ns1\nns1 IN A 127.0.0.1\n@ IN TXT \"cairn devnet\"\n"
+    );
+    let (origin, sets) =
+        cairn_dns::zonefile::parse(&text, zone).map_err(|e| format!("devnet zone: {e}"))?;
+    let key = devnet::admin_key();
+    let txs = crate::dnscli::import_plan(&origin, 0, &[], &sets);
+    crate::dnscli::submit_in_order(admin, &key, txs)
+        .map_err(|e| format!("creating zone {zone} failed: {e}"))?;
+    crate::dnscli::manage_as(admin, &key, zone, &format!("s3.{zone}"), 30)
 }
 
 /// Lets every gateway node act for the devnet admin account (idempotent).
