@@ -177,7 +177,7 @@ fn udp_worker(
             // RRL "slip": every other limited query gets an empty TC answer, so a real client
             // behind a busy address can retry over TCP; the rest are dropped.
             slip = slip.wrapping_add(1);
-            if slip % 2 == 0 {
+            if slip.is_multiple_of(2) {
                 if let Ok(q) = wire::parse_query(packet) {
                     let e = Encoder::new(packet, &q, rcode::NOERROR, false);
                     let msg = wire::truncate(e.finish(), q.question_end, 0);

@@ -463,3 +463,136 @@ fn dns_state_persists_with_the_same_root() {
     z.1.truncate(z.1.len() / 2);
     assert!(State::from_entries(entries).is_err());
 }
+
+/// What a validator's planner proposes from `view` (the state it last read): the same step the
+/// node runs (`cairn_ledger::dns::next_plan` over nodes healthy at the view's height).
+fn planner_view(view: &State) -> Option<Plan> {
+    let m = &view.zone(ORIGIN)?.managed["s3.example.test"];
+    let height = view.height();
+    let mut healthy: Vec<Endpoint> = view
+        .nodes()
+        .filter(|(_, n)| zones::node_healthy(n, height))
+        .filter_map(|(_, n)| zones::endpoint_of(n, m.role))
+        .collect();
+    healthy.sort();
+    cairn_ledger::dns::next_plan(&m.state, &healthy, height, height + 1)
+}
+
+/// The AWS DynamoDB race of 19-20 Oct 2025 replayed through real blocks: planner A reads the
+/// state and computes a plan, then stalls for 1,800 blocks (15 minutes at the 500 ms idle
+/// block interval) while planners B and C keep planning from fresh reads as gateways flap,
+/// advancing far more generations than history keeps. A's plan then arrives: the ledger
+/// refuses it, and the name never has an empty, rolled-back or pruned-active record set.
+#[test]
+fn aws_race_through_blocks_with_three_planners() {
+    let mut c = bound_chain();
+    c.advance(12, &VALIDATORS);
+    // Gateway 4 stops: A sees it unhealthy later, but reads now and stalls.
+    let stale_view = {
+        c.advance(HEALTH_WINDOW_BLOCKS + 2, &VALIDATORS[..3]);
+        c.state.clone()
+    };
+    let stale = planner_view(&stale_view).expect("A has a plan: drop gateway 4");
+    assert_eq!(stale.base_generation, 1);
+    let mut max_generation = 1;
+    let mut last_generation = 1;
+    for block in 0..1800u64 {
+        // Gateways 3 and 4 flap on different periods, so B and C keep re-planning.
+        let mut alive = vec![10u8, 11];
+        if (block / 60) % 2 == 0 {
+            alive.push(12);
+        }
+        if (block / 90) % 2 == 1 {
+            alive.push(13);
+        }
+        let planner = if block % 2 == 0 { 11 } else { 12 };
+        let mut txs: Vec<Vec<u8>> = alive
+            .iter()
+            .map(|op| {
+                let node = id(&key(*op));
+                let seq = c.state.node(&node).unwrap().last_heartbeat_seq + 1;
+                c.stx(*op, TxKind::Heartbeat { node, seq }).encode()
+            })
+            .collect();
+        if let Some(plan) = planner_view(&c.state) {
+            txs.push(
+                c.stx(
+                    planner,
+                    TxKind::DnsPlan {
+                        origin: ORIGIN.into(),
+                        name: "s3.example.test".into(),
+                        plan,
+                    },
+                )
+                .encode(),
+            );
+        }
+        c.state.apply_block(c.state.height() + 1, &txs).unwrap();
+        let m = &c.state.zone(ORIGIN).unwrap().managed["s3.example.test"];
+        let g = m.state.current.number;
+        assert!(
+            g >= last_generation,
+            "generation went back: {last_generation} -> {g}"
+        );
+        last_generation = g;
+        max_generation = max_generation.max(g);
+        assert!(
+            !m.state.current.endpoints.is_empty(),
+            "empty at block {block}"
+        );
+        assert!(
+            m.state.generation(m.state.last_known_good).is_some(),
+            "LKG pruned"
+        );
+    }
+    let before = c.state.zone(ORIGIN).unwrap().clone();
+    let m = &before.managed["s3.example.test"];
+    assert!(
+        max_generation > cairn_ledger::dns::MAX_HISTORY_GENERATIONS as u64 + 8,
+        "B and C advanced {max_generation} generations, more than history keeps"
+    );
+    assert!(
+        m.state.generation(1).is_none(),
+        "old generations were pruned"
+    );
+    // A wakes up and submits the plan it computed 1,800 blocks ago.
+    let r = c.run(
+        10,
+        TxKind::DnsPlan {
+            origin: ORIGIN.into(),
+            name: "s3.example.test".into(),
+            plan: stale.clone(),
+        },
+    );
+    assert!(matches!(
+        r.0,
+        Err(TxError::PlanRejected {
+            error: PlanError::StaleBase { .. }
+        })
+    ));
+    // Even relabelled onto the current generation, its evidence is too old.
+    let relabelled = Plan {
+        generation: m.state.current.number + 1,
+        base_generation: m.state.current.number,
+        ..stale
+    };
+    let r = c.run(
+        10,
+        TxKind::DnsPlan {
+            origin: ORIGIN.into(),
+            name: "s3.example.test".into(),
+            plan: relabelled,
+        },
+    );
+    assert!(matches!(
+        r.0,
+        Err(TxError::PlanRejected {
+            error: PlanError::Evidence { .. }
+        })
+    ));
+    let after = c.state.zone(ORIGIN).unwrap();
+    assert_eq!(
+        after.managed["s3.example.test"].state.current,
+        before.managed["s3.example.test"].state.current
+    );
+}
