@@ -63,6 +63,7 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
             nodes: args.nodes,
             zones: args.zones,
             validators: args.validators,
+            gateways: args.nodes,
             base_port: args.base_port,
             chain_id: "cairn-bench".into(),
         },

@@ -23,6 +23,9 @@ pub struct Layout {
     pub zones: usize,
     /// Committee size (the first `validators` nodes, interleaved across zones).
     pub validators: usize,
+    /// Nodes with the gateway role (S3 and `s3.<zone>` endpoints): the last `gateways` nodes,
+    /// so validators lose it first.
+    pub gateways: usize,
     /// First p2p port; admin ports start at `base_port + 1000`.
     pub base_port: u16,
     /// Chain id.
@@ -81,6 +84,12 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
     if layout.nodes == 0 || layout.zones == 0 || layout.validators == 0 {
         return Err("--nodes, --zones and --validators must be at least 1".into());
     }
+    if layout.gateways == 0 || layout.gateways > layout.nodes {
+        return Err(format!(
+            "--gateways ({}) must be 1..=--nodes ({})",
+            layout.gateways, layout.nodes
+        ));
+    }
     if layout.validators > layout.nodes {
         return Err(format!(
             "--validators ({}) cannot exceed --nodes ({})",
@@ -97,7 +106,11 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
         let key = ed25519::PrivateKey::from_seed(i as u64);
         let name = format!("n{i:02}");
         let zone = format!("z{}", i % layout.zones + 1);
-        let mut roles = vec!["storage".to_string(), "gateway".to_string()];
+        let gateway = i >= layout.nodes - layout.gateways;
+        let mut roles = vec!["storage".to_string()];
+        if gateway {
+            roles.push("gateway".to_string());
+        }
         if i < layout.validators {
             roles.insert(0, "validator".to_string());
         } else {
@@ -112,7 +125,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
             roles,
             p2p_address: p2p,
             admin_address: admin,
-            s3_address: Some(SocketAddr::new(s3_ip(i), s3_port(layout, i))),
+            s3_address: gateway.then(|| SocketAddr::new(s3_ip(i), s3_port(layout, i))),
             capacity_bytes: 1 << 40,
             stake: 1_000,
         });
@@ -125,7 +138,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
                 p2p_listen: p2p,
                 admin_listen: admin,
                 tuning: Tuning::default(),
-                s3: Some(S3File {
+                s3: gateway.then(|| S3File {
                     listen: SocketAddr::new(s3_ip(i), s3_port(layout, i)),
                     keys: "../../s3-keys.toml".into(),
                     domain: "s3.localhost".into(),

@@ -53,6 +53,9 @@ enum Command {
         /// Committee size.
         #[arg(long, default_value_t = 11)]
         validators: usize,
+        /// Nodes with the gateway role, counted from the last node (default: all).
+        #[arg(long)]
+        gateways: Option<usize>,
         /// Directory holding the layout and all node data.
         #[arg(long, default_value = "devnet")]
         dir: PathBuf,
@@ -259,6 +262,7 @@ fn main() -> ExitCode {
             nodes,
             zones,
             validators,
+            gateways,
             dir,
             base_port,
         } => supervisor::run(
@@ -266,6 +270,7 @@ fn main() -> ExitCode {
                 nodes,
                 zones,
                 validators,
+                gateways: gateways.unwrap_or(nodes),
                 base_port,
                 chain_id: "cairn-devnet".into(),
             },
@@ -283,6 +288,7 @@ fn main() -> ExitCode {
                 nodes,
                 zones,
                 validators,
+                gateways: nodes,
                 base_port,
                 chain_id: "cairn-local".into(),
             },

@@ -318,7 +318,11 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
     authorize_gateways(&admin, configs)?;
     ensure_devnet_zone(&admin)?;
     let (access, secret) = devnet::s3_credentials();
-    let s3 = net.nodes[0].s3.clone().ok_or("node 0 has no S3 endpoint")?;
+    let s3 = net
+        .nodes
+        .iter()
+        .find_map(|n| n.s3.clone())
+        .ok_or("no node has an S3 endpoint")?;
     let env = format!(
         "export AWS_ACCESS_KEY_ID={access}\nexport AWS_SECRET_ACCESS_KEY={secret}\nexport AWS_DEFAULT_REGION=us-east-1\nexport AWS_ENDPOINT_URL=http://{s3}\n"
     );
