@@ -16,5 +16,6 @@
 
 pub mod answer;
 pub mod server;
+pub mod tcp;
 pub mod wire;
 pub mod zonefile;

@@ -1,10 +1,11 @@
-//! The authoritative server's I/O: UDP worker threads, TCP connections (queries, AXFR and
-//! IXFR), NOTIFY to secondaries, and a bounded per-client rate limit.
+//! The authoritative server's UDP side and helpers: UDP worker threads, zone transfer
+//! messages (AXFR and IXFR, sent over TCP by [`crate::tcp`]), NOTIFY to secondaries, and a
+//! bounded per-client rate limit.
 //!
 //! Every answer comes from the [`Snapshot`] current when the query arrived; snapshots are
 //! immutable and swapped atomically ([`answer::Shared`]), so a query never sees half a block.
 //!
-//! Limits: [`ServerConfig`] bounds TCP connections, idle time and message sizes; the rate
+//! Limits: [`ServerConfig`] bounds TCP idle time; messages are bounded by the wire limits; the rate
 //! limiter's memory is a fixed table ([`RATE_TABLE_SLOTS`]) whatever the number of clients.
 //! IXFR is answered with the whole zone (RFC 1995 section 4 allows it) or, when the client is
 //! current, with the single SOA.
@@ -22,7 +23,6 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Slots of the rate limiter's table (clients hash into them; collisions share a budget).
 pub const RATE_TABLE_SLOTS: usize = 65_536;
@@ -36,8 +36,6 @@ pub struct ServerConfig {
     pub udp_threads: usize,
     /// Answers per second per client address (IPv4 /32, IPv6 /64); 0 = no limit.
     pub rate_limit_qps: u32,
-    /// Concurrent TCP connections; more wait in the kernel backlog.
-    pub max_tcp_connections: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout_ms: u64,
     /// Secondaries to NOTIFY when a zone's serial changes.
@@ -49,7 +47,6 @@ impl Default for ServerConfig {
         Self {
             udp_threads: 2,
             rate_limit_qps: 10_000,
-            max_tcp_connections: 256,
             tcp_idle_timeout_ms: 10_000,
             notify: Vec::new(),
         }
@@ -190,70 +187,6 @@ fn udp_worker(
         if let Some(reply) = snap.respond(packet, true) {
             let _ = socket.send_to(&reply, peer);
             stats.udp_answers.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Accepts TCP connections forever (queries, AXFR, IXFR; RFC 7766 framing).
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    snapshot: answer::Shared,
-    cfg: ServerConfig,
-    stats: Arc<Stats>,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_tcp_connections.max(1)));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let snapshot = snapshot.clone();
-        let stats = stats.clone();
-        let idle = Duration::from_millis(cfg.tcp_idle_timeout_ms);
-        tokio::spawn(async move {
-            let _ = tcp_connection(stream, snapshot, idle, stats).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn tcp_connection(
-    mut stream: tokio::net::TcpStream,
-    snapshot: answer::Shared,
-    idle: Duration,
-    stats: Arc<Stats>,
-) -> std::io::Result<()> {
-    loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
-        }
-        let n = usize::from(u16::from_be_bytes(len));
-        let mut packet = vec![0u8; n];
-        if tokio::time::timeout(idle, stream.read_exact(&mut packet))
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
-        let snap = snapshot.load_full();
-        let replies = match wire::parse_query(&packet) {
-            Ok(q) if q.qtype == qtype::AXFR || q.qtype == qtype::IXFR => {
-                stats.transfers.fetch_add(1, Ordering::Relaxed);
-                transfer(&snap, &packet, &q)
-            }
-            _ => snap.respond(&packet, false).into_iter().collect(),
-        };
-        for reply in replies {
-            let mut framed = Vec::with_capacity(reply.len() + 2);
-            framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-            framed.extend_from_slice(&reply);
-            stream.write_all(&framed).await?;
-            stats.tcp_answers.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

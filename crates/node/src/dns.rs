@@ -43,12 +43,17 @@ pub async fn start_server(
         Arc::new(RateLimiter::new(cfg.rate_limit_qps)),
         stats.clone(),
     );
-    tokio::spawn(server::serve_tcp(
+    let mut tcp_server = cairn_dns::tcp::serve(
         tcp,
         snapshot.clone(),
-        cfg.clone(),
         stats.clone(),
-    ));
+        Duration::from_millis(cfg.tcp_idle_timeout_ms),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = tcp_server.block_until_done().await {
+            tracing::error!("DNS TCP server stopped: {e}");
+        }
+    });
     tokio::spawn(update_snapshots(shared, snapshot.clone(), cfg.notify));
     Ok((snapshot, stats))
 }
