@@ -1,16 +1,23 @@
-//! `cairn-dns`: Cairn's DNS edge.
+//! `cairn-dns`: Cairn's authoritative DNS.
 //!
-//! What it is, so far: RFC 1035 master-file import and export ([`zonefile`]) over the ledger's
-//! record sets (`cairn_ledger::dns`), so `cairn dns import/export` and the differential tests
-//! against Knot can share one parser.
+//! What it is: RFC 1035 master files <-> ledger record sets ([`zonefile`]); a strict, bounded
+//! wire parser and encoder ([`wire`]); the answer logic over an immutable [`answer::Snapshot`]
+//! of finalized zones, with every positive and negative answer pre-encoded per snapshot
+//! ([`answer`]); UDP worker threads, zone transfers, NOTIFY and the per-client rate limit
+//! ([`server`]); and TCP through `hickory-server`, whose request handler is our answer path
+//! ([`tcp`]).
 //!
-//! Contract: [`zonefile::parse`] either returns a zone that passes the ledger's
-//! `validate_zone` or an error naming the offending line; it never panics on any input
-//! (property-tested). [`zonefile::write`] output parses back to the same record sets.
+//! Contract: answers come only from the snapshot current when the query arrived (snapshots are
+//! swapped whole); NXDOMAIN and NODATA carry the zone's SOA; names outside every zone get
+//! REFUSED; malformed input gets FORMERR, NOTIMP or BADVERS, or silence when not even a header
+//! can be read, and never a panic (property-tested and fuzzed, `fuzz/`). The pre-encoded fast
+//! path answers exactly like a full lookup (property-tested). [`zonefile::parse`] returns a
+//! zone that passes the ledger's `validate_zone` or an error naming the line.
 //!
-//! Limits: `zonefile::MAX_ZONE_FILE_SIZE_BYTES`; no `$INCLUDE`/`$GENERATE`; class IN only.
-//! Not built yet (issue #4): the authoritative server (hickory-server over immutable
-//! snapshots), AXFR/IXFR/NOTIFY, planners and the zone transactions.
+//! Limits: class IN only; SOA NS A AAAA CNAME TXT MX SRV CAA; no DNSSEC, no additional-section
+//! glue; IXFR answers with the whole zone; `zonefile::MAX_ZONE_FILE_SIZE_BYTES`, no
+//! `$INCLUDE`/`$GENERATE`; the rate limiter is a fixed table of
+//! [`server::RATE_TABLE_SLOTS`] buckets, so clients that collide share one budget.
 
 #![warn(missing_docs)]
 

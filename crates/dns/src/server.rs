@@ -88,21 +88,26 @@ impl RateLimiter {
         if self.qps == 0 {
             return true;
         }
-        let now_ms = (self.epoch.elapsed().as_millis() as u64) & 0xFFFF_FFFF;
+        // Bit 31 marks a slot as in use, so an empty bucket stamped at ms 0 is not mistaken
+        // for a fresh slot; timestamps wrap every 2^31 ms (~24 days), which can only
+        // under-refill a bucket idle for exactly that long.
+        const IN_USE: u64 = 1 << 31;
+        const TIME_MASK: u64 = IN_USE - 1;
+        let now_ms = (self.epoch.elapsed().as_millis() as u64) & TIME_MASK;
         let slot = &self.slots[Self::slot(ip)];
         let mut cur = slot.load(Ordering::Relaxed);
         loop {
-            let (tokens, last) = (cur >> 32, cur & 0xFFFF_FFFF);
-            let elapsed = now_ms.wrapping_sub(last) & 0xFFFF_FFFF;
-            let refilled = if cur == 0 {
+            let (tokens, last) = (cur >> 32, cur & TIME_MASK);
+            let refilled = if cur & IN_USE == 0 {
                 self.qps
             } else {
-                (tokens + elapsed * self.qps / 1000).min(self.qps)
+                let elapsed_ms = now_ms.wrapping_sub(last) & TIME_MASK;
+                (tokens + elapsed_ms * self.qps / 1000).min(self.qps)
             };
             if refilled == 0 {
                 return false;
             }
-            let next = ((refilled - 1) << 32) | now_ms;
+            let next = ((refilled - 1) << 32) | IN_USE | now_ms;
             match slot.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,

@@ -15,7 +15,8 @@
 //! - never empty: a plan with no endpoints is always refused (fail static); when every
 //!   endpoint is unhealthy planners keep the last set and [`DnsEvent::AllUnhealthy`] is raised;
 //! - velocity: one plan removes at most [`VELOCITY_LIMIT_PERCENT`] of the name's capacity
-//!   (sum of weights);
+//!   (sum of weights), except that a plan may always drop exactly one endpoint and change
+//!   nothing else (otherwise a set of three equal endpoints could never lose a dead one);
 //! - pacing: at least [`MIN_PLAN_INTERVAL_BLOCKS`] between plans of one name;
 //! - evidence: a plan's health evidence is at most [`MAX_EVIDENCE_AGE_BLOCKS`] old and not
 //!   from the future;
@@ -25,8 +26,10 @@
 //! History keeps past generations (at most [`MAX_HISTORY_GENERATIONS`]); pruning never drops
 //! the active or the last-known-good generation.
 //!
-//! Status: these rules are pure functions, unit- and property-tested (issue #4, first part);
-//! the transactions that carry zones and plans, and their state tables, come next.
+//! These are pure functions; the transactions `ZoneUpdate`, `ManageName`, `DnsPlan` and
+//! `DnsOverride` apply them to the state (see [`crate::zones`]), and [`next_plan`] is the one
+//! planner step every validator runs. Tested by unit tests, `tests/dns_race.rs` (the AWS race
+//! and a three-planner property test) and `tests/dns_ledger.rs` (through real blocks).
 
 use crate::{
     codec::{Reader, Writer},
