@@ -4,7 +4,7 @@
 //! wire parser and encoder ([`wire`]); the answer logic over an immutable [`answer::Snapshot`]
 //! of finalized zones, with every positive and negative answer pre-encoded per snapshot
 //! ([`answer`]); UDP worker threads, zone transfers, NOTIFY and the per-client rate limit
-//! ([`server`]); and TCP through `hickory-server`, whose request handler is our answer path
+//! ([`server`]), batched with `recvmmsg`/`sendmmsg` on Linux ([`mmsg`]); and TCP through `hickory-server`, whose request handler is our answer path
 //! ([`tcp`]).
 //!
 //! Contract: answers come only from the snapshot current when the query arrived (snapshots are
@@ -22,6 +22,8 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+#[cfg(target_os = "linux")]
+pub mod mmsg;
 pub mod server;
 pub mod tcp;
 pub mod wire;

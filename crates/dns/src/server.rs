@@ -161,37 +161,59 @@ pub fn spawn_udp(
     }
 }
 
+/// Per-worker state of the UDP answer path, shared by the batched and the portable loops.
+struct UdpAnswerer {
+    snapshot: answer::Shared,
+    limiter: Arc<RateLimiter>,
+    stats: Arc<Stats>,
+    slip: u32,
+}
+
+impl UdpAnswerer {
+    /// The datagram to send back to `peer` for `packet`, if any.
+    fn answer(&mut self, packet: &[u8], peer: IpAddr) -> Option<Vec<u8>> {
+        if !self.limiter.allow(peer) {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            // RRL "slip": every other limited query gets an empty TC answer, so a real client
+            // behind a busy address can retry over TCP; the rest are dropped.
+            self.slip = self.slip.wrapping_add(1);
+            if !self.slip.is_multiple_of(2) {
+                return None;
+            }
+            let q = wire::parse_query(packet).ok()?;
+            let e = Encoder::new(packet, &q, rcode::NOERROR, false);
+            return Some(wire::truncate(e.finish(), q.question_end, 0));
+        }
+        let reply = self.snapshot.load().respond(packet, true)?;
+        self.stats.udp_answers.fetch_add(1, Ordering::Relaxed);
+        Some(reply)
+    }
+}
+
 fn udp_worker(
     socket: UdpSocket,
     snapshot: answer::Shared,
     limiter: Arc<RateLimiter>,
     stats: Arc<Stats>,
 ) {
-    let mut buf = [0u8; wire::MAX_QUERY_SIZE_BYTES + 1];
-    let mut slip = 0u32;
-    loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf) else {
-            continue;
-        };
-        let packet = &buf[..n];
-        if !limiter.allow(peer.ip()) {
-            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-            // RRL "slip": every other limited query gets an empty TC answer, so a real client
-            // behind a busy address can retry over TCP; the rest are dropped.
-            slip = slip.wrapping_add(1);
-            if slip.is_multiple_of(2) {
-                if let Ok(q) = wire::parse_query(packet) {
-                    let e = Encoder::new(packet, &q, rcode::NOERROR, false);
-                    let msg = wire::truncate(e.finish(), q.question_end, 0);
-                    let _ = socket.send_to(&msg, peer);
-                }
+    let mut answerer = UdpAnswerer {
+        snapshot,
+        limiter,
+        stats,
+        slip: 0,
+    };
+    #[cfg(target_os = "linux")]
+    crate::mmsg::serve(&socket, |packet, peer| answerer.answer(packet, peer));
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut buf = [0u8; wire::MAX_QUERY_SIZE_BYTES + 1];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Some(reply) = answerer.answer(&buf[..n], peer.ip()) {
+                let _ = socket.send_to(&reply, peer);
             }
-            continue;
-        }
-        let snap = snapshot.load();
-        if let Some(reply) = snap.respond(packet, true) {
-            let _ = socket.send_to(&reply, peer);
-            stats.udp_answers.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
