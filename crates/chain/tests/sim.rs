@@ -1,18 +1,25 @@
 //! Whole-network deterministic simulations: 11 validators running the real node logic
-//! (`cairn_chain::start`) on commonware's deterministic runtime and simulated network.
+//! (`cairn_chain::start`, and `cairn_chain::planner` for DNS) on commonware's deterministic
+//! runtime and simulated network.
 //!
 //! Every scenario prints its seed when it fails (`SeedGuard`), and `same_seed_same_state`
 //! checks that one seed always yields the same state root and runtime audit hash.
 
 use bytes::Bytes;
-use cairn_chain::{engine, mempool::SigCache, store::MemStore, Node, Shared};
-use cairn_ledger::{Genesis, NodeRecordInit, Roles, Tx, TxKind};
+use cairn_chain::{
+    engine, mempool::SigCache, planner, store::MemStore, Node, Shared, SubmitError, TxStatus,
+};
+use cairn_ledger::{
+    dns::{minimal_apex, Endpoint, PlanError, MAX_HISTORY_GENERATIONS},
+    zones::{ManagedRole, DEFAULT_ENDPOINT_WEIGHT},
+    Genesis, NodeRecordInit, Roles, Tx, TxError, TxKind,
+};
 use commonware_consensus::simplex::elector::RoundRobin;
 use commonware_consensus::simplex::mocks::{equivocator, relay::Relay};
 use commonware_consensus::types::Epoch;
 use commonware_cryptography::{ed25519, sha256::Sha256, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_runtime::{deterministic, Clock, Runner, Supervisor};
+use commonware_runtime::{deterministic, Clock, Runner, Spawner, Supervisor};
 use commonware_utils::{ordered::Set, probability, NZUsize};
 use std::{sync::Arc, time::Duration};
 
@@ -72,11 +79,51 @@ fn genesis(keys: &[ed25519::PrivateKey]) -> Genesis {
             },
         ));
     }
+    // Gateways that run no node in the simulation: their health is whatever heartbeats the
+    // DNS scenario submits for them.
+    for (i, k) in gateway_keys().iter().enumerate() {
+        let id = k.verifying_key().to_bytes();
+        accounts.push((id, format!("g{i}")));
+        nodes.push((
+            id,
+            NodeRecordInit {
+                operator: id,
+                zone: "z1".into(),
+                roles: Roles {
+                    validator: false,
+                    storage: false,
+                    gateway: true,
+                    cache: false,
+                },
+                addresses: vec![
+                    format!("127.0.0.1:{}", 8000 + i),
+                    format!("127.0.0.1:{}", 8100 + i),
+                    format!("127.0.1.{}:9000", i + 1),
+                ],
+                capacity_bytes: 0,
+                stake: 0,
+            },
+        ));
+    }
     Genesis {
         chain_id: CHAIN.into(),
         accounts,
         nodes,
     }
+}
+
+const GATEWAYS: usize = 5;
+
+fn gateway_keys() -> Vec<ed25519_dalek::SigningKey> {
+    (0..GATEWAYS as u8)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[100 + i; 32]))
+        .collect()
+}
+
+/// The ledger account key of a validator (the same ed25519 key as its consensus key).
+fn account_key(k: &ed25519::PrivateKey) -> ed25519_dalek::SigningKey {
+    use commonware_codec::Encode;
+    ed25519_dalek::SigningKey::from_bytes(&k.encode().as_ref().try_into().unwrap())
 }
 
 fn admin_key() -> ed25519_dalek::SigningKey {
@@ -169,6 +216,24 @@ async fn start_node(
     .expect("node starts")
 }
 
+/// The simulated network with all [`N`] validators running on fresh in-memory stores.
+async fn start_all(
+    context: &deterministic::Context,
+) -> (
+    Vec<ed25519::PrivateKey>,
+    Oracle<ed25519::PublicKey, deterministic::Context>,
+    Vec<Node>,
+) {
+    let keys = keys();
+    let oracle = network(context, &keys).await;
+    let cache = Arc::new(SigCache::new(100_000));
+    let mut nodes = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        nodes.push(start_node(context, &oracle, k, i, MemStore::default(), cache.clone()).await);
+    }
+    (keys, oracle, nodes)
+}
+
 async fn wait_height(
     context: &deterministic::Context,
     nodes: &[&Arc<Shared>],
@@ -198,15 +263,22 @@ fn assert_agree(nodes: &[&Arc<Shared>]) {
 }
 
 fn config_tx(nonce: u64, key: &str) -> Bytes {
-    let admin = admin_key();
-    Tx {
-        signer: admin.verifying_key().to_bytes(),
+    admin_tx(
         nonce,
-        kind: TxKind::ConfigSet {
+        TxKind::ConfigSet {
             key: key.into(),
             value: "v".into(),
             expected_version: 0,
         },
+    )
+}
+
+fn admin_tx(nonce: u64, kind: TxKind) -> Bytes {
+    let admin = admin_key();
+    Tx {
+        signer: admin.verifying_key().to_bytes(),
+        nonce,
+        kind,
     }
     .sign(&admin)
     .encode()
@@ -220,15 +292,7 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
         .with_seed(seed)
         .with_timeout(Some(Duration::from_secs(600)));
     deterministic::Runner::new(cfg).start(|context| async move {
-        let keys = keys();
-        let oracle = network(&context, &keys).await;
-        let cache = Arc::new(SigCache::new(100_000));
-        let mut nodes = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            nodes.push(
-                start_node(&context, &oracle, k, i, MemStore::default(), cache.clone()).await,
-            );
-        }
+        let (keys, oracle, nodes) = start_all(&context).await;
         // Transactions submitted to different nodes are gossiped, ordered and applied.
         for i in 0..20u64 {
             nodes[(i as usize) % N]
@@ -376,4 +440,227 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
             assert_eq!(s.with_state(|st| st.configs().count()), 10);
         }
     });
+}
+
+const ORIGIN: &str = "example.test";
+/// How long the slow planner stalls, in virtual time.
+const STALL_SECS: u64 = 120;
+const MANAGED: &str = "s3.example.test";
+
+/// Which gateways heartbeat at `height`: 0 and 1 always; 2, 3 and 4 flap on different
+/// periods (each off for longer than the health window), so the planners keep producing
+/// generations. Gateway 4 starts off, so a plan is due early.
+fn gateways_alive(height: u64) -> Vec<usize> {
+    let mut alive = vec![0, 1];
+    if (height / 70).is_multiple_of(2) {
+        alive.push(2);
+    }
+    if (height / 50).is_multiple_of(2) {
+        alive.push(3);
+    }
+    if !(height / 55).is_multiple_of(2) {
+        alive.push(4);
+    }
+    alive
+}
+
+/// Heartbeats for the gateways `gateways_alive` names, one in flight per gateway.
+async fn drive_gateways(context: deterministic::Context, shared: Arc<Shared>) {
+    let keys = gateway_keys();
+    let nonces: Vec<_> = keys
+        .iter()
+        .map(|k| planner::Nonces::new(k.verifying_key().to_bytes()))
+        .collect();
+    let mut pending: Vec<Option<[u8; 32]>> = vec![None; keys.len()];
+    loop {
+        context.sleep(Duration::from_millis(200)).await;
+        let height = shared.finalized_height();
+        for g in gateways_alive(height) {
+            if let Some(h) = pending[g] {
+                if shared.tx_status(&h) == TxStatus::Pending {
+                    continue;
+                }
+            }
+            let id = keys[g].verifying_key().to_bytes();
+            let Some(tx) = shared.with_state(|s| {
+                let seq = s.node(&id)?.last_heartbeat_seq + 1;
+                let nonce = nonces[g].next(s)?;
+                Some(
+                    Tx {
+                        signer: id,
+                        nonce,
+                        kind: TxKind::Heartbeat { node: id, seq },
+                    }
+                    .sign(&keys[g]),
+                )
+            }) else {
+                continue;
+            };
+            pending[g] = shared.submit(tx.encode().into()).ok();
+        }
+    }
+}
+
+/// The managed name's (generation, endpoint count, last-known-good present) on `shared`.
+fn managed(shared: &Shared) -> Option<(u64, usize, bool)> {
+    shared.with_state(|s| {
+        let m = s.zone(ORIGIN)?.managed.get(MANAGED)?.clone();
+        Some((
+            m.state.current.number,
+            m.state.current.endpoints.len(),
+            m.state.generation(m.state.last_known_good).is_some(),
+        ))
+    })
+}
+
+/// The AWS DynamoDB race (19-20 Oct 2025) in the simulator, with the real planner: three
+/// validators run `planner::run` while a fourth plays the slow Enactor. It computes a plan
+/// with the same code, stalls for two minutes of virtual time while the others advance
+/// more generations than history keeps (so old ones are pruned), then submits. The ledger
+/// refuses the stale plan, and at every observation on every node the name has a non-empty
+/// current set, generations never go back, and the last-known-good generation is kept.
+fn aws_race(seed: u64) -> (u64, u64) {
+    let _guard = SeedGuard(seed);
+    let cfg = deterministic::Config::new()
+        .with_seed(seed)
+        .with_timeout(Some(Duration::from_secs(1200)));
+    deterministic::Runner::new(cfg).start(|context| async move {
+        let (keys, _oracle, nodes) = start_all(&context).await;
+        let all: Vec<&Arc<Shared>> = nodes.iter().map(|n| &n.shared).collect();
+        context.child("gateways").spawn({
+            let shared = nodes[10].shared.clone();
+            move |ctx| drive_gateways(ctx, shared)
+        });
+        // The admin creates the zone and binds the managed name to all five gateways.
+        let endpoints = (0..GATEWAYS as u8)
+            .map(|i| Endpoint {
+                address: vec![127, 0, 1, i + 1],
+                weight: DEFAULT_ENDPOINT_WEIGHT,
+            })
+            .collect();
+        all[0]
+            .submit(admin_tx(
+                1,
+                TxKind::ZoneUpdate {
+                    origin: ORIGIN.into(),
+                    expected_version: 0,
+                    upserts: minimal_apex(ORIGIN),
+                    deletes: vec![],
+                },
+            ))
+            .unwrap();
+        // Submission pre-checks against finalized state: the zone must exist first.
+        while all[0].with_state(|s| s.zone(ORIGIN).is_none()) {
+            context.sleep(Duration::from_millis(50)).await;
+        }
+        all[0]
+            .submit(admin_tx(
+                2,
+                TxKind::ManageName {
+                    origin: ORIGIN.into(),
+                    name: MANAGED.into(),
+                    ttl_secs: 30,
+                    role: ManagedRole::Gateway,
+                    endpoints,
+                },
+            ))
+            .unwrap();
+        // Three planners race; validator 3 is the slow one and runs no planner loop.
+        for (i, k) in keys.iter().enumerate().take(3) {
+            let shared = nodes[i].shared.clone();
+            let key = account_key(k);
+            let nonces = Arc::new(planner::Nonces::new(key.verifying_key().to_bytes()));
+            context
+                .child("planner")
+                .with_attribute("index", i)
+                .spawn(move |ctx| planner::run(ctx, shared, key, nonces));
+        }
+        let slow_key = account_key(&keys[3]);
+        let slow_id = slow_key.verifying_key().to_bytes();
+        let slow_nonces = planner::Nonces::new(slow_id);
+        // The slow planner reads state and computes its plan as soon as one is due (gateway 4
+        // has never heartbeated, so it is dropped once the health window passes) ...
+        let (stale_tx, stale_base) = loop {
+            context.sleep(Duration::from_millis(50)).await;
+            let due = all[3].with_state(|s| {
+                let kind = planner::plans_due(s, &slow_id).into_iter().next()?;
+                Some((kind, slow_nonces.next(s)?))
+            });
+            if let Some((kind, nonce)) = due {
+                let TxKind::DnsPlan { plan, .. } = &kind else {
+                    panic!("planners only plan DNS");
+                };
+                let base = plan.base_generation;
+                let tx = Tx {
+                    signer: slow_id,
+                    nonce,
+                    kind,
+                }
+                .sign(&slow_key);
+                break (tx, base);
+            }
+        };
+        // ... and stalls while everyone else goes on.
+        let stall_until = context.current() + Duration::from_secs(STALL_SECS);
+        let mut last: Vec<u64> = vec![0; all.len()];
+        while context.current() < stall_until {
+            context.sleep(Duration::from_millis(100)).await;
+            for (i, s) in all.iter().enumerate() {
+                let Some((generation, endpoints, lkg)) = managed(s) else {
+                    continue;
+                };
+                assert!(
+                    endpoints > 0,
+                    "node {i}: empty set at generation {generation}"
+                );
+                assert!(lkg, "node {i}: last-known-good generation pruned");
+                assert!(
+                    generation >= last[i],
+                    "node {i}: generation went back {} -> {generation}",
+                    last[i]
+                );
+                last[i] = generation;
+            }
+        }
+        let (generation, _, _) = managed(all[3]).expect("the managed name exists");
+        assert!(
+            generation > stale_base + MAX_HISTORY_GENERATIONS as u64,
+            "the others advanced only {} generations past the stale base {stale_base}",
+            generation - stale_base
+        );
+        assert!(
+            all[3].with_state(|s| s.zone(ORIGIN).unwrap().managed[MANAGED]
+                .state
+                .generation(stale_base)
+                .is_none()),
+            "the stale plan's base generation has been pruned"
+        );
+        // The slow planner wakes up and submits the plan it computed minutes ago. Every node
+        // pre-checks against finalized state, so it never even reaches a block (the ledger's
+        // refusal inside a block is `ledger/tests/dns_ledger.rs`).
+        for (i, s) in all.iter().enumerate() {
+            let result = s.submit(stale_tx.encode().into());
+            assert!(
+                matches!(
+                    result,
+                    Err(SubmitError::Invalid(TxError::PlanRejected {
+                        error: PlanError::StaleBase { .. }
+                    }))
+                ),
+                "node {i} must refuse the stale plan, got {result:?}"
+            );
+        }
+        let h = all.iter().map(|s| s.finalized_height()).max().unwrap();
+        assert!(wait_height(&context, &all, h + 2, Duration::from_secs(60)).await);
+        assert_agree(&all);
+        let (after, endpoints, _) = managed(all[3]).unwrap();
+        assert!(after >= generation && endpoints > 0);
+        (stale_base, after)
+    })
+}
+
+#[test]
+fn the_aws_race_with_real_planners_cannot_empty_or_roll_back_a_name() {
+    let (stale_base, generation) = aws_race(seed(11));
+    println!("stale plan on generation {stale_base} refused at generation {generation}");
 }

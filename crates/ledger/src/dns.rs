@@ -733,6 +733,31 @@ pub fn validate_set(origin: &str, set: &RecordSet) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// The smallest valid apex for `origin`: an SOA naming `ns1.<origin>` and
+/// `hostmaster.<origin>` (refresh 3600, retry 600, expire 86400, minimum 60) and one NS
+/// `ns1.<origin>`, both with TTL 300; what a new zone starts from in tests and tools.
+pub fn minimal_apex(origin: &str) -> Vec<RecordSet> {
+    vec![
+        RecordSet {
+            name: origin.into(),
+            ttl_secs: 300,
+            records: vec![RData::Soa {
+                mname: format!("ns1.{origin}"),
+                rname: format!("hostmaster.{origin}"),
+                refresh: 3600,
+                retry: 600,
+                expire: 86_400,
+                minimum: 60,
+            }],
+        },
+        RecordSet {
+            name: origin.into(),
+            ttl_secs: 300,
+            records: vec![RData::Ns(format!("ns1.{origin}"))],
+        },
+    ]
+}
+
 /// Checks a whole zone: every set valid, one set per (name, type), exactly one SOA and at
 /// least one NS at the apex, no CNAME at the apex or beside other types (RFC 1034 3.6.2),
 /// at most [`MAX_RECORDS_PER_ZONE`] records.

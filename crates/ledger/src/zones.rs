@@ -293,30 +293,19 @@ mod tests {
     use crate::dns::Endpoint;
 
     fn zone() -> Zone {
-        let soa = RecordSet {
-            name: "example.test".into(),
-            ttl_secs: 300,
-            records: vec![RData::Soa {
-                mname: "ns1.example.test".into(),
-                rname: "admin.example.test".into(),
-                refresh: 3600,
-                retry: 600,
-                expire: 86400,
-                minimum: 60,
-            }],
-        };
-        let ns = RecordSet {
-            name: "example.test".into(),
-            ttl_secs: 300,
-            records: vec![RData::Ns("ns1.example.test".into())],
-        };
         let empty = Zone {
             owner: [7; 32],
             version: 0,
             sets: vec![],
             managed: BTreeMap::new(),
         };
-        empty.updated("example.test", &[soa, ns], &[]).unwrap()
+        empty
+            .updated(
+                "example.test",
+                &crate::dns::minimal_apex("example.test"),
+                &[],
+            )
+            .unwrap()
     }
 
     #[test]

@@ -50,25 +50,7 @@ fn genesis4() -> Genesis {
 }
 
 fn apex() -> Vec<RecordSet> {
-    vec![
-        RecordSet {
-            name: ORIGIN.into(),
-            ttl_secs: 300,
-            records: vec![RData::Soa {
-                mname: "ns1.example.test".into(),
-                rname: "admin.example.test".into(),
-                refresh: 3600,
-                retry: 600,
-                expire: 86400,
-                minimum: 60,
-            }],
-        },
-        RecordSet {
-            name: ORIGIN.into(),
-            ttl_secs: 300,
-            records: vec![RData::Ns("ns1.example.test".into())],
-        },
-    ]
+    cairn_ledger::dns::minimal_apex(ORIGIN)
 }
 
 fn zone_update(expected_version: u64, upserts: Vec<RecordSet>) -> TxKind {

@@ -1,30 +1,18 @@
 //! The node's DNS services: the authoritative server over finalized zones, NOTIFY to
-//! configured secondaries, and (on validators) the planner that keeps managed names pointed at
-//! healthy nodes.
+//! configured secondaries, and the admin API's DNS views. The planner that keeps managed
+//! names pointed at healthy nodes is `cairn_chain::planner`, runtime-generic so it also runs
+//! in the deterministic simulator.
 //!
 //! The server only ever reads finalized state: a task rebuilds the [`Snapshot`] when a block
-//! changes any zone version and swaps it in atomically. The planner only submits
-//! transactions; whether a plan takes effect is decided by the ledger's compare-and-set, so a
-//! slow or duplicated planner can waste a transaction but never roll a name back.
+//! changes any zone version and swaps it in atomically.
 
-use crate::s3::Nonces;
 use cairn_chain::Shared;
 use cairn_dns::{
     answer::{self, Snapshot},
     server::{self, RateLimiter, ServerConfig, Stats},
 };
-use cairn_ledger::{
-    dns::{next_plan, MIN_PLAN_INTERVAL_BLOCKS},
-    zones::{endpoint_of, node_healthy},
-    State, Tx, TxKind,
-};
+use cairn_ledger::State;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
-
-/// Extra blocks each validator (by rank) waits after a plan becomes allowed, so usually one
-/// planner submits and the others see the new generation instead of racing.
-pub const PLANNER_STAGGER_BLOCKS: u64 = 2;
-/// How often a planner looks at the finalized state.
-pub const PLANNER_POLL_MS: u64 = 250;
 
 /// Starts the authoritative server on `listen` (UDP and TCP) and the snapshot updater.
 pub async fn start_server(
@@ -104,86 +92,6 @@ async fn update_snapshots(shared: Arc<Shared>, snapshot: answer::Shared, notify:
                     let acked = server::send_notify(&targets, &origin, &soa, ttl, serial).await;
                     tracing::debug!(%origin, serial, acked = acked.len(), "NOTIFY sent");
                 });
-            }
-        }
-    }
-}
-
-/// The plans this validator would submit now: for each managed name, [`next_plan`] from the
-/// nodes healthy at the current height, once this validator's stagger has passed.
-pub fn plans_due(state: &State, me: &[u8; 32]) -> Vec<TxKind> {
-    let mut validators: Vec<&[u8; 32]> = state
-        .nodes()
-        .filter(|(_, n)| n.roles.validator)
-        .map(|(id, _)| id)
-        .collect();
-    validators.sort();
-    let Some(rank) = validators.iter().position(|v| *v == me) else {
-        return Vec::new();
-    };
-    let height = state.height();
-    let mut out = Vec::new();
-    for (origin, zone) in state.zones() {
-        for (name, m) in &zone.managed {
-            let wait = MIN_PLAN_INTERVAL_BLOCKS + rank as u64 * PLANNER_STAGGER_BLOCKS;
-            if height + 1 < m.state.current.height + wait {
-                continue;
-            }
-            let mut healthy: Vec<_> = state
-                .nodes()
-                .filter(|(_, n)| node_healthy(n, height))
-                .filter_map(|(_, n)| endpoint_of(n, m.role))
-                .collect();
-            healthy.sort();
-            healthy.dedup_by(|a, b| a.address == b.address);
-            if let Some(plan) = next_plan(&m.state, &healthy, height, height + 1) {
-                out.push(TxKind::DnsPlan {
-                    origin: origin.clone(),
-                    name: name.clone(),
-                    plan,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// Runs this validator's planner forever: at most one outstanding plan per managed name.
-pub async fn planner(shared: Arc<Shared>, key: ed25519_dalek::SigningKey, nonces: Arc<Nonces>) {
-    let me = key.verifying_key().to_bytes();
-    let mut outstanding: BTreeMap<(String, String), [u8; 32]> = BTreeMap::new();
-    loop {
-        tokio::time::sleep(Duration::from_millis(PLANNER_POLL_MS)).await;
-        outstanding.retain(|_, h| shared.tx_status(h) == cairn_chain::TxStatus::Pending);
-        let due = shared.with_state(|s| {
-            plans_due(s, &me)
-                .into_iter()
-                .filter(|kind| match kind {
-                    TxKind::DnsPlan { origin, name, .. } => {
-                        !outstanding.contains_key(&(origin.clone(), name.clone()))
-                    }
-                    _ => false,
-                })
-                .filter_map(|kind| Some((kind, nonces.next(s)?)))
-                .collect::<Vec<_>>()
-        });
-        for (kind, nonce) in due {
-            let TxKind::DnsPlan { origin, name, .. } = &kind else {
-                continue;
-            };
-            let k = (origin.clone(), name.clone());
-            let tx = Tx {
-                signer: me,
-                nonce,
-                kind,
-            }
-            .sign(&key);
-            match shared.submit(tx.encode().into()) {
-                Ok(hash) => {
-                    tracing::info!(origin = %k.0, name = %k.1, "planner submitted a plan");
-                    outstanding.insert(k, hash);
-                }
-                Err(e) => tracing::warn!("planner could not submit: {e}"),
             }
         }
     }

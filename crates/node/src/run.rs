@@ -219,7 +219,8 @@ pub async fn start_node(
             })?;
     }
     if entry.roles.iter().any(|r| r == "validator") {
-        tokio::spawn(crate::dns::planner(
+        tokio::spawn(cairn_chain::planner::run(
+            ctx.child("planner"),
             node.shared.clone(),
             account_key(&cfg.key),
             nonces.clone(),

@@ -12,13 +12,7 @@ use ed25519_dalek::SigningKey;
 use hyper_util::rt::TokioIo;
 use s3s::service::S3ServiceBuilder;
 use serde::Deserialize;
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 
 /// Longest a write waits for its transaction to finalize before answering 503.
@@ -36,31 +30,7 @@ pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Per-request timeout of fragment transfers.
 pub const FRAGMENT_TIMEOUT_MS: u64 = 10_000;
 
-/// Hands out this account's nonces: above the finalized maximum and above every nonce already
-/// handed out, so heartbeats and gateway writes never collide.
-pub struct Nonces {
-    account: AccountId,
-    next: Mutex<u64>,
-}
-
-impl Nonces {
-    /// Allocator for `account`.
-    pub fn new(account: AccountId) -> Self {
-        Self {
-            account,
-            next: Mutex::new(0),
-        }
-    }
-
-    /// The next nonce to sign with.
-    pub fn next(&self, state: &State) -> Option<u64> {
-        let finalized = state.account(&self.account)?.nonce_max;
-        let mut next = self.next.lock().expect("nonce lock");
-        let n = (*next).max(finalized + 1);
-        *next = n + 1;
-        Some(n)
-    }
-}
+pub use cairn_chain::planner::Nonces;
 
 /// The gateway's view of this node.
 pub struct NodeLedger {
