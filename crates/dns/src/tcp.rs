@@ -18,7 +18,7 @@ use hickory_server::{
     zone_handler::MessageResponseBuilder,
     Server,
 };
-use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
 
 /// Serves every TCP request from the snapshot current when it arrives.
 pub struct Handler {
@@ -83,6 +83,21 @@ impl RequestHandler for Handler {
     }
 }
 
+/// Binds the TCP listener with `TCP_NODELAY` set. Linux copies it to every accepted
+/// connection, which matters because hickory accepts them itself and sets nothing: without it
+/// Nagle's algorithm holds back the second message of a zone transfer or of pipelined answers.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Starts hickory's TCP server on `listener`; connections idle for `idle` are closed.
 pub fn serve(
     listener: tokio::net::TcpListener,
@@ -94,4 +109,22 @@ pub fn serve(
     let mut server = Server::new(Handler { snapshot, stats });
     server.register_listener(listener, idle, 64);
     server
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn accepted_connections_inherit_nodelay() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = super::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            let (accepted, _) = listener.accept().await.unwrap();
+            assert!(accepted.nodelay().unwrap(), "TCP_NODELAY not inherited");
+        });
+    }
 }

@@ -24,7 +24,7 @@ pub async fn start_server(
     let snapshot: answer::Shared = Arc::new(arc_swap::ArcSwap::from_pointee(initial));
     let stats = Arc::new(Stats::default());
     let sockets = server::bind_udp(listen, cfg.udp_threads)?;
-    let tcp = tokio::net::TcpListener::bind(listen).await?;
+    let tcp = cairn_dns::tcp::bind(listen)?;
     server::spawn_udp(
         sockets,
         snapshot.clone(),
