@@ -12,7 +12,7 @@ use crate::{
     wire::{self, qtype},
 };
 use hickory_server::{
-    net::runtime::Time,
+    net::{runtime::Time, xfer::Protocol},
     proto::op::{Header, Message, Metadata, OpCode, ResponseCode},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
@@ -52,7 +52,10 @@ impl RequestHandler for Handler {
                 self.stats.transfers.fetch_add(1, Ordering::Relaxed);
                 transfer(&snap, raw, &q)
             }
-            _ => snap.respond(raw, false).into_iter().collect(),
+            _ => snap
+                .respond(raw, request.protocol() == Protocol::Udp)
+                .into_iter()
+                .collect(),
         };
         let mut info = None;
         for bytes in messages {

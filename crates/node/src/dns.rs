@@ -23,20 +23,25 @@ pub async fn start_server(
     let initial = build(&shared);
     let snapshot: answer::Shared = Arc::new(arc_swap::ArcSwap::from_pointee(initial));
     let stats = Arc::new(Stats::default());
-    let sockets = server::bind_udp(listen, cfg.udp_threads)?;
     let tcp = cairn_dns::tcp::bind(listen)?;
-    server::spawn_udp(
-        sockets,
-        snapshot.clone(),
-        Arc::new(RateLimiter::new(cfg.rate_limit_qps)),
-        stats.clone(),
-    );
     let mut tcp_server = cairn_dns::tcp::serve(
         tcp,
         snapshot.clone(),
         stats.clone(),
         Duration::from_millis(cfg.tcp_idle_timeout_ms),
     );
+    if std::env::var("CAIRN_BENCH_DNS_UDP").as_deref() == Ok("hickory") {
+        // Only for scripts/bench-dns, to measure hickory's own UDP path in the same run.
+        tracing::warn!("DNS over UDP served by hickory-server: benchmark mode, no rate limit");
+        tcp_server.register_socket(tokio::net::UdpSocket::bind(listen).await?);
+    } else {
+        server::spawn_udp(
+            server::bind_udp(listen, cfg.udp_threads)?,
+            snapshot.clone(),
+            Arc::new(RateLimiter::new(cfg.rate_limit_qps)),
+            stats.clone(),
+        );
+    }
     tokio::spawn(async move {
         if let Err(e) = tcp_server.block_until_done().await {
             tracing::error!("DNS TCP server stopped: {e}");
