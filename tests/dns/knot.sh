@@ -3,15 +3,13 @@
 # directory of the caller's, on an unprivileged port, in the foreground of a background job.
 #
 #   pid=$(knot_primary   DIR PORT ZONEFILE ORIGIN)
-#   pid=$(knot_secondary DIR PORT ORIGIN PRIMARY_HOST PRIMARY_PORT)   # AXFR from any primary
 #   pid=$(nsd_primary    DIR PORT ZONEFILE ORIGIN)
 #   stop_pid PID [GRACE_S]                 # TERM, then KILL after GRACE_S (default 5)
 #   dns_stop_all                           # stop_pid every server listed in $DNS_PIDFILE
 #   dns_soa_serial HOST PORT ORIGIN        # prints the SOA serial, or nothing
 #   dns_free_port [HINT]                   # prints a port free for UDP and TCP on 127.0.0.1
 #
-# The start functions return once the server answers ORIGIN SOA (the secondary: with the
-# primary's serial), at most DNS_WAIT_S seconds (default 20); on failure they stop the server,
+# The start functions return once the server answers ORIGIN SOA, at most DNS_WAIT_S seconds (default 20); on failure they stop the server,
 # print its log to stderr and return 1. They print only the pid, so call them as pid=$(...): the
 # server outlives that subshell and is not the caller's child. For cleanup, set DNS_PIDFILE to a
 # file and call dns_stop_all from an EXIT trap: each server's pid is appended there as soon as
@@ -22,7 +20,7 @@
 # in DIR and never writes the zone file back; NSD runs without chroot, user change, database or
 # remote control, with its pidfile, xfrd state and zone list in DIR, and with response rate
 # limiting off (Debian builds NSD with RRL at 200 qps per source, and every query here comes
-# from 127.0.0.1: under load it drops and truncates answers). Both allow AXFR to 127.0.0.1.
+# from 127.0.0.1: under load it drops and truncates answers).
 # Extra lines for the server: section: KNOT_SERVER_EXTRA, NSD_SERVER_EXTRA (e.g. "udp-workers: 2"
 # or "server-count: 2"), one option a line, without indentation.
 
@@ -87,9 +85,9 @@ stop_pid() { # PID [GRACE_S]
   return 0
 }
 
-# Waits until HOST:PORT serves ORIGIN SOA (with serial WANT if given) while PID lives.
-_dns_wait_soa() { # PID PORT ORIGIN LOG WHAT [WANT_SERIAL_FROM_HOST WANT_SERIAL_FROM_PORT]
-  local pid=$1 port=$2 origin=$3 log=$4 what=$5 deadline serial want=""
+# Waits until 127.0.0.1:PORT serves ORIGIN SOA while PID lives; on failure stops PID.
+_dns_wait_soa() { # PID PORT ORIGIN LOG WHAT
+  local pid=$1 port=$2 origin=$3 log=$4 what=$5 deadline
   deadline=$((SECONDS + DNS_WAIT_S))
   while ((SECONDS <= deadline)); do
     if ! _dns_alive "$pid"; then
@@ -97,28 +95,13 @@ _dns_wait_soa() { # PID PORT ORIGIN LOG WHAT [WANT_SERIAL_FROM_HOST WANT_SERIAL_
       tail -n 30 "$log" >&2
       return 1
     fi
-    serial=$(dns_soa_serial 127.0.0.1 "$port" "$origin")
-    [[ -n ${6:-} ]] && want=$(dns_soa_serial "$6" "$7" "$origin")
-    if [[ -n $serial && (-z ${6:-} || $serial == "$want") ]]; then
-      return 0
-    fi
+    [[ -n $(dns_soa_serial 127.0.0.1 "$port" "$origin") ]] && return 0
     sleep 0.2
   done
-  local why="serial '${serial:-}'"
-  [[ -n ${6:-} ]] && why="$why, the primary's '$want'"
-  echo "$what: $origin not served on 127.0.0.1@$port within ${DNS_WAIT_S}s ($why); log $log:" >&2
+  echo "$what: $origin not served on 127.0.0.1@$port within ${DNS_WAIT_S}s; log $log:" >&2
   tail -n 30 "$log" >&2
   stop_pid "$pid" 2
   return 1
-}
-
-# Knot 3.3 renamed the zone's `master:` to `primary:` (the old name stays as an alias).
-_knot_primary_keyword() {
-  local v
-  v=$("$KNOTD" --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
-  local major minor
-  read -r major minor <<<"$v"
-  if ((${major:-3} > 3 || (${major:-3} == 3 && ${minor:-2} >= 3))); then echo primary; else echo master; fi
 }
 
 _knot_server_conf() { # DIR PORT
@@ -150,10 +133,6 @@ knot_primary() { # DIR PORT ZONEFILE ORIGIN
   {
     _knot_server_conf "$dir" "$port"
     cat <<EOF
-acl:
-  - id: transfer_to_loopback
-    address: 127.0.0.1
-    action: transfer
 zone:
   - domain: $origin
     storage: "$dir"
@@ -161,43 +140,10 @@ zone:
     journal-content: none
     zonefile-sync: -1
     zonefile-load: whole
-    acl: transfer_to_loopback
 EOF
   } >"$dir/knot.conf"
   pid=$(_knot_start "$dir")
   _dns_wait_soa "$pid" "$port" "$origin" "$dir/knot.log" "knot_primary" || return 1
-  echo "$pid"
-}
-
-knot_secondary() { # DIR PORT ORIGIN PRIMARY_HOST PRIMARY_PORT
-  local dir=$1 port=$2 origin=$3 phost=$4 pport=$5 pid
-  [[ $origin == *. ]] || origin="$origin."
-  mkdir -p "$dir" || return 1
-  {
-    _knot_server_conf "$dir" "$port"
-    cat <<EOF
-remote:
-  - id: primary
-    address: $phost@$pport
-acl:
-  - id: notify_from_primary
-    address: 127.0.0.1
-    action: notify
-  - id: transfer_to_loopback
-    address: 127.0.0.1
-    action: transfer
-zone:
-  - domain: $origin
-    storage: "$dir"
-    file: "zone.db"
-    $(_knot_primary_keyword): primary
-    acl: [notify_from_primary, transfer_to_loopback]
-    journal-content: none
-    zonefile-sync: -1
-EOF
-  } >"$dir/knot.conf"
-  pid=$(_knot_start "$dir")
-  _dns_wait_soa "$pid" "$port" "$origin" "$dir/knot.log" "knot_secondary" "$phost" "$pport" || return 1
   echo "$pid"
 }
 
@@ -228,7 +174,6 @@ remote-control:
 zone:
     name: "$origin"
     zonefile: "zone.db"
-    provide-xfr: 127.0.0.1 NOKEY
 EOF
   if ! "$NSD_CHECKCONF" "$dir/nsd.conf" >"$dir/nsd-checkconf.log" 2>&1; then
     echo "nsd_primary: nsd-checkconf rejects $dir/nsd.conf:" >&2

@@ -28,7 +28,7 @@ pub mod store;
 
 pub use block::{Block, Digest};
 pub use engine::{start, Channels, Config, Node};
-pub use shared::{Finalized, FinalizedBlock, Shared, SubmitError, TxStatus};
+pub use shared::{Finalized, FinalizedBlock, Nonces, Shared, SubmitError, TxStatus};
 
 /// The consensus signing scheme: ed25519 (attributable, cheap to verify; see docs/ARCHITECTURE.md).
 pub type Scheme = commonware_consensus::simplex::scheme::ed25519::Scheme;

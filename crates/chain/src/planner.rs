@@ -8,50 +8,20 @@
 //! Limits: at most one plan in flight per managed name per planner; polls every
 //! [`PLANNER_POLL_MS`].
 
-use crate::{Shared, TxStatus};
+use crate::{Nonces, Shared, TxStatus};
 use cairn_ledger::{
     dns::{next_plan, MIN_PLAN_INTERVAL_BLOCKS},
     zones::{endpoint_of, node_healthy},
     AccountId, State, Tx, TxKind,
 };
 use commonware_runtime::Clock;
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 /// Extra blocks each validator (by rank) waits after a plan becomes allowed, so usually one
 /// planner submits and the others see the new generation instead of racing.
 pub const PLANNER_STAGGER_BLOCKS: u64 = 2;
 /// How often a planner looks at the finalized state.
 pub const PLANNER_POLL_MS: u64 = 250;
-
-/// Nonce allocator for one account, shared by every task that signs with it (heartbeats,
-/// the S3 gateway, the planner), so they never reuse a nonce.
-pub struct Nonces {
-    account: AccountId,
-    next: Mutex<u64>,
-}
-
-impl Nonces {
-    /// Allocator for `account`.
-    pub fn new(account: AccountId) -> Self {
-        Self {
-            account,
-            next: Mutex::new(0),
-        }
-    }
-
-    /// The next nonce to sign with, or `None` if the account does not exist.
-    pub fn next(&self, state: &State) -> Option<u64> {
-        let finalized = state.account(&self.account)?.nonce_max;
-        let mut next = self.next.lock().expect("nonce lock");
-        let n = (*next).max(finalized + 1);
-        *next = n + 1;
-        Some(n)
-    }
-}
 
 /// The plans the validator operated by `me` would submit now: for each managed name,
 /// `next_plan` from the nodes healthy at the current height, once its stagger has passed.

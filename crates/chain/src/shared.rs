@@ -6,7 +6,7 @@ use crate::{
     store::{StateStore, StoreError},
 };
 use bytes::Bytes;
-use cairn_ledger::{BlockOutcome, Hash, SignedTx, State, TxError};
+use cairn_ledger::{AccountId, BlockOutcome, Hash, SignedTx, State, TxError};
 use commonware_cryptography::Digestible;
 use commonware_utils::sync::{Mutex, RwLock};
 use std::{
@@ -332,4 +332,30 @@ pub enum ApplyError {
     /// The durable store failed; the node must stop rather than diverge.
     #[error("state store failed: {0}")]
     Store(StoreError),
+}
+
+/// Nonce allocator for one account, shared by every task that signs with it (heartbeats,
+/// the S3 gateway, the planner), so they never reuse a nonce.
+pub struct Nonces {
+    account: AccountId,
+    next: Mutex<u64>,
+}
+
+impl Nonces {
+    /// Allocator for `account`.
+    pub fn new(account: AccountId) -> Self {
+        Self {
+            account,
+            next: Mutex::new(0),
+        }
+    }
+
+    /// The next nonce to sign with, or `None` if the account does not exist.
+    pub fn next(&self, state: &State) -> Option<u64> {
+        let finalized = state.account(&self.account)?.nonce_max;
+        let mut next = self.next.lock();
+        let n = (*next).max(finalized + 1);
+        *next = n + 1;
+        Some(n)
+    }
 }

@@ -7,7 +7,8 @@
 
 use bytes::Bytes;
 use cairn_chain::{
-    engine, mempool::SigCache, planner, store::MemStore, Node, Shared, SubmitError, TxStatus,
+    engine, mempool::SigCache, planner, store::MemStore, Node, Nonces, Shared, SubmitError,
+    TxStatus,
 };
 use cairn_ledger::{
     dns::{minimal_apex, Endpoint, PlanError, MAX_HISTORY_GENERATIONS},
@@ -469,7 +470,7 @@ async fn drive_gateways(context: deterministic::Context, shared: Arc<Shared>) {
     let keys = gateway_keys();
     let nonces: Vec<_> = keys
         .iter()
-        .map(|k| planner::Nonces::new(k.verifying_key().to_bytes()))
+        .map(|k| Nonces::new(k.verifying_key().to_bytes()))
         .collect();
     let mut pending: Vec<Option<[u8; 32]>> = vec![None; keys.len()];
     loop {
@@ -569,7 +570,7 @@ fn aws_race(seed: u64) -> (u64, u64) {
         for (i, k) in keys.iter().enumerate().take(3) {
             let shared = nodes[i].shared.clone();
             let key = account_key(k);
-            let nonces = Arc::new(planner::Nonces::new(key.verifying_key().to_bytes()));
+            let nonces = Arc::new(Nonces::new(key.verifying_key().to_bytes()));
             context
                 .child("planner")
                 .with_attribute("index", i)
@@ -577,7 +578,7 @@ fn aws_race(seed: u64) -> (u64, u64) {
         }
         let slow_key = account_key(&keys[3]);
         let slow_id = slow_key.verifying_key().to_bytes();
-        let slow_nonces = planner::Nonces::new(slow_id);
+        let slow_nonces = Nonces::new(slow_id);
         // The slow planner reads state and computes its plan as soon as one is due (gateway 4
         // has never heartbeated, so it is dropped once the health window passes) ...
         let (stale_tx, stale_base) = loop {

@@ -4,13 +4,12 @@ use crate::{
     admin::{self, Admin},
     config::{account_key, hex, node_id, NodeConfig},
     net,
-    s3::Nonces,
 };
 use cairn_chain::{
     engine::{self, Config as ChainConfig},
     mempool::SigCache,
     store::RedbStore,
-    Node, Shared,
+    Node, Nonces, Shared,
 };
 use cairn_ledger::{Tx, TxKind};
 use cairn_storage::store::DEFAULT_MAX_CONCURRENT_WRITES;

@@ -2,7 +2,7 @@
 //! mempool and fragment transport, on its own hyper listener.
 
 use crate::fragments::HttpTransport;
-use cairn_chain::{engine::BlockReader, Shared, SubmitError, TxStatus};
+use cairn_chain::{engine::BlockReader, Nonces, Shared, SubmitError, TxStatus};
 use cairn_gateway::{
     keys::{Access, Auth, KeyStore},
     s3::{CommitError, Gateway, GatewayConfig, Ledger, VirtualHosts},
@@ -29,8 +29,6 @@ pub const MAX_HEADER_SIZE_BYTES: usize = 32 * 1024;
 pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Per-request timeout of fragment transfers.
 pub const FRAGMENT_TIMEOUT_MS: u64 = 10_000;
-
-pub use cairn_chain::planner::Nonces;
 
 /// The gateway's view of this node.
 pub struct NodeLedger {
