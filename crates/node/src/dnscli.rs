@@ -45,6 +45,7 @@ pub fn submit_in_order(
         let tx: SignedTx = Tx {
             signer: id,
             nonce,
+            valid_until: client::valid_until(endpoint)?,
             kind,
         }
         .sign(&signing);
@@ -357,6 +358,7 @@ mod tests {
             let signed = Tx {
                 signer: [0; 32],
                 nonce: 1,
+                valid_until: 1,
                 kind: tx.clone(),
             }
             .sign(&ed25519_dalek::SigningKey::from_bytes(&[1; 32]));

@@ -497,6 +497,7 @@ fn submit_tx(
     let tx = Tx {
         signer,
         nonce,
+        valid_until: client::valid_until(endpoint)?,
         kind,
     }
     .sign(&account_key(&key));

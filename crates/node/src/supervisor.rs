@@ -395,6 +395,7 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
     let key = devnet::admin_key();
     let signer = node_id(&key);
     let first_nonce = client::next_nonce(admin, &signer)?;
+    let valid_until = client::valid_until(admin)?;
     let gateways: Vec<[u8; 32]> = configs[0]
         .genesis
         .nodes
@@ -407,6 +408,7 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
         let tx = Tx {
             signer,
             nonce,
+            valid_until,
             kind: TxKind::AuthorizeGateway {
                 gateway,
                 allowed: true,
