@@ -162,7 +162,13 @@ pub(crate) fn check_admit(
             ),
         });
     }
-    let message = admit_message(state.chain_id(), node, roles, capacity_bytes, rec.admissions);
+    let message = admit_message(
+        state.chain_id(),
+        node,
+        roles,
+        capacity_bytes,
+        rec.admissions,
+    );
     let (votes, needed) = committee_votes(state, &message, approvals);
     if votes < needed {
         return Err(TxError::AdmissionQuorum { votes, needed });

@@ -48,8 +48,8 @@ pub mod versions;
 pub mod zones;
 
 pub use state::{
-    check_nonce, check_validity, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord, NodeRecordInit,
-    State, MAX_CHAIN_ID_SIZE_BYTES,
+    check_nonce, check_validity, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord,
+    NodeRecordInit, State, MAX_CHAIN_ID_SIZE_BYTES,
 };
 pub use tx::{
     Roles, SignedTx, Tx, TxKind, MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,

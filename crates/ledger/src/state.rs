@@ -1,18 +1,17 @@
 //! Ledger state and the block transition function.
 
 use crate::{
+    admission::{check_admit, committee_votes, CheckedAdmission, NO_ROLES},
     codec::{Reader, Writer},
     lthash::LtHash,
     objects::{
         dec_bucket, dec_object, enc_bucket, enc_object, gateway_key_suffix, object_key_suffix,
         split_object_key, validate_bucket_name, Bucket, ObjectRecord,
     },
-    admission::{check_admit, committee_votes, CheckedAdmission, NO_ROLES},
     tx::{
         read_roles, validate_name, validate_node, write_roles, Roles, SignedTx, TxKind,
-        MAX_ADDRESSES,
-        MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
-        MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
+        MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,
+        MAX_CONFIG_VALUE_SIZE_BYTES, MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
     },
     versions::{check_newer, Tombstone, WriteVersion, TOMBSTONE_RETENTION_BLOCKS},
     zones::{endpoint_of, node_healthy, override_message, Managed, Zone},
@@ -752,7 +751,11 @@ impl State {
                 .iter()
                 .map(|(o, z)| (key(T_ZONE, o.as_bytes()), z.encode())),
         );
-        out.extend(self.committee.iter().map(|id| (key(T_COMMITTEE, id), Vec::new())));
+        out.extend(
+            self.committee
+                .iter()
+                .map(|id| (key(T_COMMITTEE, id), Vec::new())),
+        );
         out.extend(
             self.tombstones
                 .iter()
@@ -996,13 +999,7 @@ impl State {
                 capacity_bytes,
                 approvals,
             } => {
-                rule = Rule::Admit(check_admit(
-                    self,
-                    node,
-                    roles,
-                    *capacity_bytes,
-                    approvals,
-                )?);
+                rule = Rule::Admit(check_admit(self, node, roles, *capacity_bytes, approvals)?);
             }
             TxKind::RegisterNode { node, .. } => {
                 if self.nodes.contains_key(node) {
@@ -1083,15 +1080,7 @@ impl State {
                         }
                     }
                 }
-                let distinct: BTreeSet<_> = manifest.placement.iter().collect();
-                let admitted = self.nodes.values().filter(|n| n.roles.storage).count();
-                if distinct.len() < manifest.placement.len() && admitted >= slots {
-                    return Err(TxError::InvalidPlacement {
-                        reason: format!(
-                            "a node holds two fragments of a segment although {admitted} storage nodes are admitted"
-                        ),
-                    });
-                }
+                // Distinct placement is checked statelessly (`ObjectManifest::validate`).
                 let k = object_key_suffix(bucket, key);
                 if *if_absent && self.objects.contains_key(&k) {
                     return Err(TxError::ObjectExists);
@@ -1114,7 +1103,10 @@ impl State {
                     request_ms: *request_ms,
                     tx_hash: stx.hash(),
                 };
-                check_newer(self.current_version(&object_key_suffix(bucket, key)), version)?;
+                check_newer(
+                    self.current_version(&object_key_suffix(bucket, key)),
+                    version,
+                )?;
                 rule = Rule::Write(version);
             }
             TxKind::AuthorizeGateway { .. } => {}
@@ -1365,7 +1357,8 @@ impl State {
                 self.remove_tombstone(&k);
                 self.touch(key(T_TOMBSTONE, &k));
                 self.tombstone_heights.insert((height, k.clone()));
-                self.tombstones.insert(k.clone(), Tombstone { version, height });
+                self.tombstones
+                    .insert(k.clone(), Tombstone { version, height });
                 let old = self.objects.remove(&k);
                 let existed = old.is_some();
                 if let (Some(old), Some(b)) = (old, self.buckets.get_mut(bucket)) {

@@ -891,7 +891,10 @@ impl SignedTx {
             &Signature::from_bytes(&self.signature),
         )
         .map_err(|_| TxError::BadSignature)?;
-        if let TxKind::RegisterNode { node, possession, .. } = &self.tx.kind {
+        if let TxKind::RegisterNode {
+            node, possession, ..
+        } = &self.tx.kind
+        {
             crate::admission::verify_possession(&self.tx, node, possession)?;
         }
         Ok(())

@@ -20,7 +20,9 @@ use crate::{codec::Reader, codec::Writer, Hash, TxError};
 pub const TOMBSTONE_RETENTION_BLOCKS: u64 = crate::MAX_TX_VALIDITY_BLOCKS;
 
 /// The order of writes to one object: request time, then transaction hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct WriteVersion {
     /// The gateway's request time in Unix milliseconds.
     pub request_ms: u64,
