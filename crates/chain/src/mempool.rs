@@ -236,12 +236,18 @@ mod tests {
     #[test]
     fn bounds_and_fifo() {
         let pool = Mempool::new(2, 100);
-        assert_eq!(pool.insert(h(1), Bytes::from_static(b"a"), 10, false), Ok(true));
+        assert_eq!(
+            pool.insert(h(1), Bytes::from_static(b"a"), 10, false),
+            Ok(true)
+        );
         assert_eq!(
             pool.insert(h(1), Bytes::from_static(b"a"), 10, false),
             Ok(false)
         );
-        assert_eq!(pool.insert(h(2), Bytes::from_static(b"b"), 10, true), Ok(true));
+        assert_eq!(
+            pool.insert(h(2), Bytes::from_static(b"b"), 10, true),
+            Ok(true)
+        );
         assert!(matches!(
             pool.insert(h(3), Bytes::from_static(b"c"), 10, false),
             Err(MempoolError::Full { txs: 2, .. })
@@ -271,7 +277,11 @@ mod tests {
                 Ok(true)
             );
         }
-        assert_eq!(pool.evict_expired(3), 0, "valid through height 3 still applies at 3");
+        assert_eq!(
+            pool.evict_expired(3),
+            0,
+            "valid through height 3 still applies at 3"
+        );
         assert_eq!(pool.evict_expired(5), 2);
         assert!(!pool.contains(&h(2)) && !pool.contains(&h(4)));
         assert!(pool.contains(&h(1)) && pool.contains(&h(3)));

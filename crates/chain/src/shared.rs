@@ -204,8 +204,7 @@ impl Shared {
             return Ok(hash);
         }
         self.state.read().check_tx(&tx)?;
-        self.mempool
-            .insert(hash, bytes, tx.tx.valid_until, true)?;
+        self.mempool.insert(hash, bytes, tx.tx.valid_until, true)?;
         Ok(hash)
     }
 

@@ -135,7 +135,9 @@ fn grant(args: &AdmitArgs) -> Result<(NodeId, Roles, u64, Vec<u8>), String> {
     let node: NodeId =
         unhex::<32>(&args.node).ok_or("NODE must be 64 hex characters (a node id)")?;
     let status = client::get_json(&args.endpoint, "/status")?;
-    let chain_id = status["chain_id"].as_str().ok_or("/status has no chain_id")?;
+    let chain_id = status["chain_id"]
+        .as_str()
+        .ok_or("/status has no chain_id")?;
     let nodes = client::get_json(&args.endpoint, "/nodes")?;
     let rec = nodes["nodes"]
         .as_array()

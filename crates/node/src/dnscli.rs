@@ -20,7 +20,9 @@ const FINALITY_TIMEOUT_MS: u64 = 30_000;
 /// Room left in a transaction for everything but the record sets.
 const TX_OVERHEAD_BYTES: usize = 1024;
 
-pub(crate) fn signer(key_path: &Path) -> Result<commonware_cryptography::ed25519::PrivateKey, String> {
+pub(crate) fn signer(
+    key_path: &Path,
+) -> Result<commonware_cryptography::ed25519::PrivateKey, String> {
     let text = std::fs::read_to_string(key_path)
         .map_err(|e| format!("cannot read key file {}: {e}", key_path.display()))?;
     crate::config::private_key(&text).ok_or_else(|| {

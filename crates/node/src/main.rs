@@ -328,9 +328,10 @@ fn main() -> ExitCode {
             config: Some(config),
             ..
         } => run_single(config),
-        Command::Node { .. } => {
-            Err("give --config node.toml to run a node, or a subcommand (register, approve, admit)".into())
-        }
+        Command::Node { .. } => Err(
+            "give --config node.toml to run a node, or a subcommand (register, approve, admit)"
+                .into(),
+        ),
         Command::Status { endpoint } => {
             restore_default_sigpipe();
             status(&endpoint)

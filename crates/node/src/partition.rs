@@ -26,10 +26,19 @@ fn rules(own_port: u16, peer_ports: &[u16], tag: &str) -> Vec<Vec<String>> {
     let comment = ["-m", "comment", "--comment", tag];
     let mut out = Vec::new();
     for p in peer_ports.iter().chain(std::iter::once(&own_port)) {
-        let mut r: Vec<String> = ["OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--gid-owner"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut r: Vec<String> = [
+            "OUTPUT",
+            "-o",
+            "lo",
+            "-p",
+            "tcp",
+            "-m",
+            "owner",
+            "--gid-owner",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         r.push(gid.clone());
         // Our own port: replies on connections peers opened to us.
         let dir = if *p == own_port { "--sport" } else { "--dport" };
@@ -57,7 +66,10 @@ pub fn set(own_port: u16, peer_ports: &[u16], tag: &str, cut: bool) -> Result<()
     for r in rules(own_port, peer_ports, tag) {
         let (chain, rest) = r.split_first().ok_or("empty rule")?;
         let mut cmd = Command::new("iptables");
-        cmd.arg("-w").arg(if cut { "-I" } else { "-D" }).arg(chain).args(rest);
+        cmd.arg("-w")
+            .arg(if cut { "-I" } else { "-D" })
+            .arg(chain)
+            .args(rest);
         let out = cmd
             .output()
             .map_err(|e| format!("cannot run iptables: {e} (install the iptables package)"))?;
