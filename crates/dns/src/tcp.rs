@@ -1,6 +1,11 @@
-//! DNS over TCP on `hickory-server`: hickory owns the listener, RFC 7766 framing, per-connection
-//! timeouts and request parsing; this handler answers from the current [`Snapshot`] with the
-//! same answer path as UDP, and streams zone transfers as several messages.
+//! DNS over TCP: our own accept loop and RFC 7766 framing behind a [`Gate`] (connection caps
+//! per listener and per source IP, longest-idle eviction) with an idle timeout that also bounds
+//! the time to receive one message, and a write timeout. Answers come from the current
+//! [`Snapshot`] with the same answer path as UDP; zone transfers are several messages.
+//! hickory-server's TCP listener has no connection cap, so one client could exhaust the
+//! process's file descriptors, which every listener of the node shares.
+//!
+//! The [`Handler`] (hickory's `RequestHandler`) remains for `CAIRN_BENCH_DNS_UDP=hickory`.
 //!
 //! Why not UDP too: hickory's UDP path decodes every query into a `Message` and re-encodes
 //! every answer; the UDP workers in [`crate::server`] copy pre-encoded answers instead, which is
@@ -18,7 +23,37 @@ use hickory_server::{
     zone_handler::MessageResponseBuilder,
     Server,
 };
+use crate::gate::{Admitted, Gate};
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// TCP limits of the DNS server (defaults in docs/DNS.md).
+#[derive(Clone, Debug)]
+pub struct TcpLimits {
+    /// Open TCP connections at once.
+    pub max_connections: usize,
+    /// Open TCP connections at once from one source IP.
+    pub max_connections_per_ip: usize,
+    /// A connection is closed when no complete query arrives for this long (idle, or a query
+    /// trickled in too slowly).
+    pub idle_timeout_ms: u64,
+    /// Longest a client may take to read one answer message.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_ip: 512,
+            idle_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+        }
+    }
+}
 
 /// Serves every TCP request from the snapshot current when it arrives.
 pub struct Handler {
@@ -101,17 +136,102 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)
 }
 
-/// Starts hickory's TCP server on `listener`; connections idle for `idle` are closed.
+/// Serves DNS over TCP on `listener` with `limits`, and returns a hickory server with no
+/// listener (for the benchmark's hickory UDP mode). Must be called inside a tokio runtime.
 pub fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     snapshot: answer::Shared,
     stats: Arc<Stats>,
-    idle: Duration,
+    limits: TcpLimits,
 ) -> Server<Handler> {
-    let _ = OpCode::Query; // the handler answers queries; hickory refuses other opcodes itself
-    let mut server = Server::new(Handler { snapshot, stats });
-    server.register_listener(listener, idle, 64);
-    server
+    let _ = OpCode::Query; // the hickory handler answers queries; hickory refuses other opcodes
+    tokio::spawn(accept_loop(listener, snapshot.clone(), stats.clone(), limits));
+    Server::new(Handler { snapshot, stats })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    snapshot: answer::Shared,
+    stats: Arc<Stats>,
+    limits: TcpLimits,
+) {
+    let gate = Gate::new(limits.max_connections, limits.max_connections_per_ip);
+    let limits = Arc::new(limits);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Refused: dropping the stream closes it; a resolver retries elsewhere.
+        let Ok(admitted) = gate.admit(peer.ip()) else {
+            continue;
+        };
+        let (snapshot, stats, limits) = (snapshot.clone(), stats.clone(), limits.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection(stream, &admitted, &snapshot, &stats, &limits) => {}
+                _ = admitted.evicted() => {}
+            }
+        });
+    }
+}
+
+/// One connection: length-prefixed queries answered in order until the client goes quiet.
+async fn connection(
+    mut stream: TcpStream,
+    admitted: &Admitted,
+    snapshot: &answer::Shared,
+    stats: &Stats,
+    limits: &TcpLimits,
+) {
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let write = Duration::from_millis(limits.write_timeout_ms);
+    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        // The whole message (prefix and body) must arrive within the idle timeout.
+        let read = async {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await?;
+            let len = usize::from(u16::from_be_bytes(len));
+            stream.read_exact(&mut buf[..len]).await?;
+            Ok::<_, std::io::Error>(len)
+        };
+        let len = match tokio::time::timeout(idle, read).await {
+            Ok(Ok(len)) => len,
+            _ => return,
+        };
+        let _busy = admitted.busy();
+        let raw = &buf[..len];
+        let snap = snapshot.load_full();
+        let messages: Vec<Vec<u8>> = match wire::parse_query(raw) {
+            Ok(q)
+                if q.opcode == wire::opcode::QUERY
+                    && (q.qtype == qtype::AXFR || q.qtype == qtype::IXFR) =>
+            {
+                stats.transfers.fetch_add(1, Ordering::Relaxed);
+                transfer(&snap, raw, &q)
+            }
+            _ => snap.respond(raw, false).into_iter().collect(),
+        };
+        for m in messages {
+            let Ok(n) = u16::try_from(m.len()) else {
+                return;
+            };
+            let mut out = Vec::with_capacity(m.len() + 2);
+            out.extend_from_slice(&n.to_be_bytes());
+            out.extend_from_slice(&m);
+            match tokio::time::timeout(write, stream.write_all(&out)).await {
+                Ok(Ok(())) => {
+                    stats.tcp_answers.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => return,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

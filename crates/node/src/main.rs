@@ -11,6 +11,7 @@ mod bench;
 mod bench_storage;
 mod client;
 mod config;
+mod conn;
 mod devnet;
 mod dns;
 mod dnscli;
