@@ -251,3 +251,74 @@ mod tests {
         });
     }
 }
+
+#[cfg(test)]
+mod hygiene_tests {
+    use super::*;
+    use crate::answer::Snapshot;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A query for `example.` A with id 0x1234 (REFUSED by an empty snapshot, but answered).
+    fn query() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend(m);
+        framed
+    }
+
+    async fn start(limits: TcpLimits) -> SocketAddr {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let snapshot: answer::Shared = Arc::new(arc_swap::ArcSwap::from_pointee(
+            Snapshot::build(0, std::iter::empty()),
+        ));
+        let _server = serve(listener, snapshot, Arc::new(Stats::default()), limits);
+        addr
+    }
+
+    async fn ask(addr: SocketAddr) -> Vec<u8> {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&query()).await.unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.unwrap();
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut body).await.unwrap();
+        body
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_sockets_beyond_the_cap_neither_block_queries_nor_outlive_the_timeout() {
+        let limits = TcpLimits {
+            max_connections: 16,
+            max_connections_per_ip: 8,
+            idle_timeout_ms: 500,
+            write_timeout_ms: 500,
+        };
+        let addr = start(limits).await;
+        let mut idle = Vec::new();
+        for _ in 0..40 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // A trickled query (one byte, then silence) is idle too.
+        let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        trickle.write_all(&query()[..1]).await.unwrap();
+        let t = Instant::now();
+        let answer = ask(addr).await;
+        assert_eq!(&answer[..2], &[0x12, 0x34], "answered despite 41 idle sockets");
+        assert!(t.elapsed() < Duration::from_millis(400), "answer took {:?}", t.elapsed());
+        idle.push(trickle);
+        // Every idle socket is closed by the server (evicted or timed out) within the timeout.
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        for mut s in idle {
+            let mut b = [0u8; 1];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = tokio::time::timeout(left, s.read(&mut b)).await;
+            assert!(
+                matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+                "an idle socket is still open after the idle timeout"
+            );
+        }
+    }
+}

@@ -334,3 +334,167 @@ where
         _ = watchdog => {}
     }
 }
+
+/// Raises the soft open-file limit to the hard limit. Every listener's connection cap is below
+/// the budget this gives (a devnet runs 12 nodes, 3 listeners each, in one process), so a full
+/// listener refuses or evicts instead of starving the others of descriptors.
+pub fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::info!("open-file limit raised from {before} to {}", lim.rlim_max);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn limits() -> Limits {
+        Limits {
+            max_connections: 16,
+            max_connections_per_ip: 8,
+            header_timeout_ms: 500,
+            max_head_bytes: 32 * 1024,
+            body_grace_ms: 300,
+            min_body_rate_bytes_per_sec: 1000,
+            send_stall_timeout_ms: 1000,
+        }
+    }
+
+    /// Serves a body-reading echo of the body length on a fresh port.
+    async fn start(limits: Limits) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body_limits = limits.clone();
+        tokio::spawn(serve_http(listener, limits, move |req: Request<Incoming>| {
+            let body = RateGuard::new(req.into_body(), &body_limits);
+            async move {
+                let (status, text) = match body.collect().await {
+                    Ok(b) => (StatusCode::OK, b.to_bytes().len().to_string()),
+                    Err(e) => (StatusCode::REQUEST_TIMEOUT, e.to_string()),
+                };
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::from(text)))
+                        .unwrap(),
+                )
+            }
+        }));
+        addr
+    }
+
+    /// Sends `head` and reads until the server closes or 3 s pass.
+    async fn exchange(addr: std::net::SocketAddr, head: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Seconds until the server closes an idle socket (None: still open after 3 s).
+    async fn closed_after(mut s: TcpStream) -> Option<Duration> {
+        let t = Instant::now();
+        let mut b = [0u8; 256];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+                Ok(Ok(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_and_keep_alive_connections_close_after_the_header_timeout() {
+        let addr = start(limits()).await;
+        let fresh = TcpStream::connect(addr).await.unwrap();
+        let took = closed_after(fresh).await.expect("a silent connection is closed");
+        assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let took = closed_after(kept).await.expect("an idle keep-alive connection is closed");
+        assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_40_kib_header_gets_431() {
+        let addr = start(limits()).await;
+        let big = "a".repeat(40 * 1024);
+        let head = format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+        let reply = exchange(addr, head.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.80}");
+        let ok = exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok:.80}");
+        // The per-header check also holds where the parser's limit would not.
+        let req = Request::builder()
+            .header("x-big", "a".repeat(33 * 1024))
+            .body(())
+            .unwrap();
+        assert!(head_too_large(&req, 32 * 1024).is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trickled_body_is_cut_and_a_fast_one_is_not() {
+        let addr = start(limits()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PUT / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let mut out = vec![0u8; 512];
+        let (mut r, mut w) = s.into_split();
+        let read = tokio::spawn(async move {
+            let n = r.read(&mut out).await.unwrap_or(0);
+            String::from_utf8_lossy(&out[..n]).into_owned()
+        });
+        // One byte every 200 ms: 5 bytes/s against a 1000 bytes/s minimum.
+        let _ = tokio::time::timeout(Duration::from_secs(4), async {
+            for _ in 0..100 {
+                if w.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        let reply = read.await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply:.120}");
+        assert!(t.elapsed() < Duration::from_millis(2500), "cut after {:?}", t.elapsed());
+        let body = "x".repeat(100_000);
+        let head = format!("PUT / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let reply = exchange(addr, head.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("100000"), "{reply:.120}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_sockets_beyond_the_caps_do_not_lock_out_a_new_client() {
+        let addr = start(limits()).await;
+        let mut idle = Vec::new();
+        for _ in 0..40 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let t = Instant::now();
+        let reply = exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.80}");
+        assert!(t.elapsed() < Duration::from_millis(400), "took {:?}", t.elapsed());
+        for s in idle {
+            assert!(closed_after(s).await.is_some(), "an idle socket outlived the timeout");
+        }
+    }
+}

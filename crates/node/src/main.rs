@@ -258,6 +258,9 @@ fn init_tracing() {
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Devnet { .. } | Command::Node { .. }) {
+        conn::raise_nofile_limit();
+    }
     let result = match cli.command {
         Command::Devnet {
             nodes,
@@ -293,6 +296,7 @@ fn main() -> ExitCode {
                 base_port,
                 chain_id: "cairn-local".into(),
             },
+            devnet::Keys::Random,
         )
         .and_then(|created| {
             if created {
@@ -518,10 +522,7 @@ fn submit_tx(
 }
 
 fn keygen() -> Result<(), String> {
-    let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let seed = devnet::random_bytes()?;
     let key = private_key(&hex(&seed)).ok_or("generated key rejected")?;
     println!("private_key = \"{}\"", hex(&seed));
     println!("public_key  = \"{}\"", hex(&node_id(&key)));

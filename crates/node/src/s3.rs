@@ -164,18 +164,12 @@ pub fn load_keys(path: &Path) -> Result<KeyStore, String> {
     Ok(store)
 }
 
-/// Writes a key file holding one key.
-pub fn write_key_file(
-    path: &Path,
-    access_key: &str,
-    secret_key: &str,
-    account: &AccountId,
-) -> std::io::Result<()> {
-    let text = format!(
+/// The text of a key file holding one key.
+pub fn key_file_text(access_key: &str, secret_key: &str, account: &AccountId) -> String {
+    format!(
         "# S3 keys of this gateway; never share or commit this file.\n[[keys]]\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\naccount = \"{}\"\n",
         crate::config::hex(account)
-    );
-    std::fs::write(path, text)
+    )
 }
 
 /// Binds the S3 listener (fails fast with a clear error if the port is taken).
