@@ -37,6 +37,11 @@ pub async fn start_server(
         // Only for scripts/bench-dns, to measure hickory's own UDP path in the same run.
         tracing::warn!("DNS over UDP served by hickory-server: benchmark mode, no rate limit");
         tcp_server.register_socket(tokio::net::UdpSocket::bind(listen).await?);
+        tokio::spawn(async move {
+            if let Err(e) = tcp_server.block_until_done().await {
+                tracing::error!("DNS UDP (hickory) server stopped: {e}");
+            }
+        });
     } else {
         server::spawn_udp(
             server::bind_udp(listen, cfg.udp_threads)?,
@@ -45,11 +50,6 @@ pub async fn start_server(
             stats.clone(),
         );
     }
-    tokio::spawn(async move {
-        if let Err(e) = tcp_server.block_until_done().await {
-            tracing::error!("DNS TCP server stopped: {e}");
-        }
-    });
     tokio::spawn(update_snapshots(shared, snapshot.clone(), cfg.notify));
     Ok((snapshot, stats))
 }
