@@ -249,6 +249,9 @@ mod tests {
         let _busy = other.busy();
         assert!(matches!(gate.admit(b), Err(Refused::Global(3))));
         drop(_busy3);
-        assert!(gate.admit(b).is_ok(), "an idle connection is evicted for a new one");
+        assert!(
+            gate.admit(b).is_ok(),
+            "an idle connection is evicted for a new one"
+        );
     }
 }

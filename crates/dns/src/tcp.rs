@@ -11,6 +11,7 @@
 //! every answer; the UDP workers in [`crate::server`] copy pre-encoded answers instead, which is
 //! what reaching Knot's rate takes (see docs/BENCHMARKS.md).
 
+use crate::gate::{Admitted, Gate};
 use crate::{
     answer,
     server::{transfer, Stats},
@@ -23,7 +24,6 @@ use hickory_server::{
     zone_handler::MessageResponseBuilder,
     Server,
 };
-use crate::gate::{Admitted, Gate};
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -145,7 +145,12 @@ pub fn serve(
     limits: TcpLimits,
 ) -> Server<Handler> {
     let _ = OpCode::Query; // the hickory handler answers queries; hickory refuses other opcodes
-    tokio::spawn(accept_loop(listener, snapshot.clone(), stats.clone(), limits));
+    tokio::spawn(accept_loop(
+        listener,
+        snapshot.clone(),
+        stats.clone(),
+        limits,
+    ));
     Server::new(Handler { snapshot, stats })
 }
 
@@ -271,9 +276,10 @@ mod hygiene_tests {
     async fn start(limits: TcpLimits) -> SocketAddr {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let snapshot: answer::Shared = Arc::new(arc_swap::ArcSwap::from_pointee(
-            Snapshot::build(0, std::iter::empty()),
-        ));
+        let snapshot: answer::Shared = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::build(
+            0,
+            std::iter::empty(),
+        )));
         let _server = serve(listener, snapshot, Arc::new(Stats::default()), limits);
         addr
     }
@@ -306,8 +312,16 @@ mod hygiene_tests {
         trickle.write_all(&query()[..1]).await.unwrap();
         let t = Instant::now();
         let answer = ask(addr).await;
-        assert_eq!(&answer[..2], &[0x12, 0x34], "answered despite 41 idle sockets");
-        assert!(t.elapsed() < Duration::from_millis(400), "answer took {:?}", t.elapsed());
+        assert_eq!(
+            &answer[..2],
+            &[0x12, 0x34],
+            "answered despite 41 idle sockets"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "answer took {:?}",
+            t.elapsed()
+        );
         idle.push(trickle);
         // Every idle socket is closed by the server (evicted or timed out) within the timeout.
         let deadline = Instant::now() + Duration::from_millis(1500);

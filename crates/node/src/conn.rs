@@ -4,14 +4,14 @@
 //! a minimum request-body rate ([`RateGuard`]) and a response-send stall timeout.
 
 use bytes::Bytes;
+use cairn_dns::gate::Sending;
+pub use cairn_dns::gate::{Admitted, Gate, Refused};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::{
     body::{Body, Frame, Incoming, SizeHint},
     Request, Response, StatusCode,
 };
 use hyper_util::rt::TokioIo;
-pub use cairn_dns::gate::{Admitted, Gate, Refused};
-use cairn_dns::gate::Sending;
 use std::{
     future::Future,
     pin::Pin,
@@ -271,8 +271,12 @@ fn refuse(stream: TcpStream, why: &Refused) {
     let _ = stream.try_write(text.as_bytes());
 }
 
-async fn serve_one<S, F, B, E>(stream: TcpStream, admitted: Admitted, limits: Arc<Limits>, service: S)
-where
+async fn serve_one<S, F, B, E>(
+    stream: TcpStream,
+    admitted: Admitted,
+    limits: Arc<Limits>,
+    service: S,
+) where
     S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
@@ -378,21 +382,25 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let body_limits = limits.clone();
-        tokio::spawn(serve_http(listener, limits, move |req: Request<Incoming>| {
-            let body = RateGuard::new(req.into_body(), &body_limits);
-            async move {
-                let (status, text) = match body.collect().await {
-                    Ok(b) => (StatusCode::OK, b.to_bytes().len().to_string()),
-                    Err(e) => (StatusCode::REQUEST_TIMEOUT, e.to_string()),
-                };
-                Ok::<_, std::convert::Infallible>(
-                    Response::builder()
-                        .status(status)
-                        .body(Full::new(Bytes::from(text)))
-                        .unwrap(),
-                )
-            }
-        }));
+        tokio::spawn(serve_http(
+            listener,
+            limits,
+            move |req: Request<Incoming>| {
+                let body = RateGuard::new(req.into_body(), &body_limits);
+                async move {
+                    let (status, text) = match body.collect().await {
+                        Ok(b) => (StatusCode::OK, b.to_bytes().len().to_string()),
+                        Err(e) => (StatusCode::REQUEST_TIMEOUT, e.to_string()),
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from(text)))
+                            .unwrap(),
+                    )
+                }
+            },
+        ));
         addr
     }
 
@@ -422,13 +430,17 @@ mod tests {
     async fn idle_and_keep_alive_connections_close_after_the_header_timeout() {
         let addr = start(limits()).await;
         let fresh = TcpStream::connect(addr).await.unwrap();
-        let took = closed_after(fresh).await.expect("a silent connection is closed");
+        let took = closed_after(fresh)
+            .await
+            .expect("a silent connection is closed");
         assert!(took < Duration::from_millis(1500), "closed after {took:?}");
         let mut kept = TcpStream::connect(addr).await.unwrap();
         kept.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
             .unwrap();
-        let took = closed_after(kept).await.expect("an idle keep-alive connection is closed");
+        let took = closed_after(kept)
+            .await
+            .expect("an idle keep-alive connection is closed");
         assert!(took < Duration::from_millis(1500), "closed after {took:?}");
     }
 
@@ -439,7 +451,11 @@ mod tests {
         let head = format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
         let reply = exchange(addr, head.as_bytes()).await;
         assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.80}");
-        let ok = exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        let ok = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok:.80}");
         // The per-header check also holds where the parser's limit would not.
         let req = Request::builder()
@@ -475,11 +491,21 @@ mod tests {
         .await;
         let reply = read.await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply:.120}");
-        assert!(t.elapsed() < Duration::from_millis(2500), "cut after {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "cut after {:?}",
+            t.elapsed()
+        );
         let body = "x".repeat(100_000);
-        let head = format!("PUT / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let head = format!(
+            "PUT / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
         let reply = exchange(addr, head.as_bytes()).await;
-        assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with("100000"), "{reply:.120}");
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("100000"),
+            "{reply:.120}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,11 +516,22 @@ mod tests {
             idle.push(TcpStream::connect(addr).await.unwrap());
         }
         let t = Instant::now();
-        let reply = exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        let reply = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.80}");
-        assert!(t.elapsed() < Duration::from_millis(400), "took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "took {:?}",
+            t.elapsed()
+        );
         for s in idle {
-            assert!(closed_after(s).await.is_some(), "an idle socket outlived the timeout");
+            assert!(
+                closed_after(s).await.is_some(),
+                "an idle socket outlived the timeout"
+            );
         }
     }
 }

@@ -90,7 +90,8 @@ pub fn random_bytes() -> Result<[u8; 32], String> {
 }
 
 fn random_key() -> Result<ed25519::PrivateKey, String> {
-    crate::config::private_key(&hex(&random_bytes()?)).ok_or_else(|| "generated key rejected".into())
+    crate::config::private_key(&hex(&random_bytes()?))
+        .ok_or_else(|| "generated key rejected".into())
 }
 
 /// A random S3 access key id and secret.
@@ -112,7 +113,10 @@ fn write_new(path: &Path, text: &str, keys: Keys) -> Result<(), String> {
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
-                format!("refusing to overwrite {}: it already exists", path.display())
+                format!(
+                    "refusing to overwrite {}: it already exists",
+                    path.display()
+                )
             }
             _ => format!("cannot write {}: {e}", path.display()),
         })?;
@@ -144,9 +148,16 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
     let names: Vec<String> = (0..layout.nodes).map(|i| format!("n{i:02}")).collect();
     if keys == Keys::Random {
         let mut paths = vec![dir.join("admin.key"), dir.join("s3-keys.toml")];
-        paths.extend(names.iter().map(|n| dir.join("nodes").join(n).join("node.toml")));
+        paths.extend(
+            names
+                .iter()
+                .map(|n| dir.join("nodes").join(n).join("node.toml")),
+        );
         if let Some(p) = paths.iter().find(|p| p.exists()) {
-            return Err(format!("refusing to overwrite {}: it already exists", p.display()));
+            return Err(format!(
+                "refusing to overwrite {}: it already exists",
+                p.display()
+            ));
         }
     }
     let admin = match keys {
@@ -252,7 +263,11 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
         &crate::s3::key_file_text(&access, &secret, &crate::config::node_id(&admin)),
         keys,
     )?;
-    write_new(&dir.join("admin.key"), &(private_key_hex(&admin) + "\n"), keys)?;
+    write_new(
+        &dir.join("admin.key"),
+        &(private_key_hex(&admin) + "\n"),
+        keys,
+    )?;
     let text = toml::to_string(&genesis).map_err(|e| e.to_string())?;
     write_new(&dir.join("genesis.toml"), &text, keys)?;
     Ok(true)

@@ -308,7 +308,10 @@ fn init_writes_random_keys_and_refuses_to_overwrite() {
     let before = read(&a, "admin.key");
     let out = rerun(&a);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("genesis.toml"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("genesis.toml"),
+        "{err}"
+    );
     // A key file left without a genesis is not overwritten either.
     std::fs::remove_file(a.join("genesis.toml")).unwrap();
     let out = rerun(&a);
