@@ -171,6 +171,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         // Refused: dropping the stream closes it; a resolver retries elsewhere.
         let Ok(admitted) = gate.admit(peer.ip()) else {
             continue;
@@ -195,22 +196,22 @@ async fn connection(
 ) {
     let idle = Duration::from_millis(limits.idle_timeout_ms);
     let write = Duration::from_millis(limits.write_timeout_ms);
-    let mut buf = vec![0u8; usize::from(u16::MAX)];
     loop {
-        // The whole message (prefix and body) must arrive within the idle timeout.
+        // The whole message (prefix and body) must arrive within the idle timeout. The buffer
+        // is sized by the prefix, so an idle connection holds no message buffer.
         let read = async {
             let mut len = [0u8; 2];
             stream.read_exact(&mut len).await?;
-            let len = usize::from(u16::from_be_bytes(len));
-            stream.read_exact(&mut buf[..len]).await?;
-            Ok::<_, std::io::Error>(len)
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
         };
-        let len = match tokio::time::timeout(idle, read).await {
-            Ok(Ok(len)) => len,
+        let buf = match tokio::time::timeout(idle, read).await {
+            Ok(Ok(buf)) => buf,
             _ => return,
         };
         let _busy = admitted.busy();
-        let raw = &buf[..len];
+        let raw = &buf[..];
         let snap = snapshot.load_full();
         let messages: Vec<Vec<u8>> = match wire::parse_query(raw) {
             Ok(q)
