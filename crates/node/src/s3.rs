@@ -152,7 +152,13 @@ struct KeyFile {
 pub fn load_keys(path: &Path) -> Result<KeyStore, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: KeyFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: KeyFile = toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: {}",
+            path.display(),
+            crate::config::toml_error(&text, &e)
+        )
+    })?;
     let mut store = KeyStore::new();
     for k in file.keys {
         let account = crate::config::hex32(&k.account)
