@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod gate;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
 pub mod server;

@@ -28,7 +28,7 @@ use std::{
     collections::BTreeMap,
     future::Future,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -84,8 +84,9 @@ pub struct GatewayConfig {
     pub write_quorum_extra: usize,
     /// Fragment requests beyond k sent when the first k take over `HEDGE_AFTER_MS` (hedging).
     pub extra_read_requests: usize,
-    /// Uploads (PUT, UploadPart, CopyObject) running at once; more get 503 SlowDown. Each
-    /// holds up to about 3 segments plus 2 segments of fragments (~200 MiB at 16 MiB, RS(4, 8)).
+    /// Uploads (PUT, UploadPart, CopyObject) running at once; more wait up to
+    /// [`UPLOAD_SLOT_WAIT_MS`] in arrival order, then get 503 SlowDown. Each holds up to about
+    /// 3 segments plus 2 segments of fragments (~200 MiB at 16 MiB, RS(4, 8)).
     pub max_concurrent_uploads: usize,
     /// Multipart uploads in progress at once on this gateway.
     pub max_multipart_uploads: usize,
@@ -149,18 +150,15 @@ pub struct Gateway<L, T> {
     keys: Arc<KeyStore>,
     cfg: GatewayConfig,
     uploads: Mutex<BTreeMap<UploadKey, Multipart>>,
-    active_uploads: AtomicUsize,
+    upload_slots: tokio::sync::Semaphore,
     seed_counter: AtomicU64,
 }
 
 /// Releases an upload slot when dropped.
-struct Slot<'a>(&'a AtomicUsize);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// Longest an upload waits for a slot before 503 SlowDown. Longer than the time the node's
+/// listener lets a too-slow body hold one (its body grace), so an honest upload queued behind
+/// trickling clients gets the next free slot instead of losing every race for it.
+pub const UPLOAD_SLOT_WAIT_MS: u64 = 10_000;
 
 /// Makes a `Send` stream `Sync` (as s3s bodies must be): it is only ever polled through
 /// `&mut`, so the mutex is never locked.
@@ -548,9 +546,9 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
             ledger,
             transport,
             keys,
+            upload_slots: tokio::sync::Semaphore::new(cfg.max_concurrent_uploads),
             cfg,
             uploads: Mutex::new(BTreeMap::new()),
-            active_uploads: AtomicUsize::new(0),
             seed_counter: AtomicU64::new(0),
         }
     }
@@ -667,16 +665,20 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         })
     }
 
-    fn upload_slot(&self) -> S3Result<Slot<'_>> {
-        let n = self.active_uploads.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(&self.active_uploads);
-        if n >= self.cfg.max_concurrent_uploads {
-            return Err(s3_error!(
+    async fn upload_slot(&self) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is fair (FIFO), so waiting uploads are served in arrival order.
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(UPLOAD_SLOT_WAIT_MS),
+            self.upload_slots.acquire(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(s3_error!(
                 SlowDown,
                 "too many uploads in progress on this gateway; retry with backoff"
-            ));
+            )),
         }
-        Ok(slot)
     }
 
     fn upload_config(&self, coding: Coding) -> UploadConfig {
@@ -1027,7 +1029,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let account = self.signed(&req)?;
-        let _slot = self.upload_slot()?;
+        let _slot = self.upload_slot().await?;
         let input = req.input;
         check_key(&input.key)?;
         if input.if_match.is_some() {
@@ -1339,7 +1341,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         let (placement, segments) = if dst_coding == src_coding {
             (sm.placement.clone(), sm.segments.clone())
         } else {
-            let _slot = self.upload_slot()?;
+            let _slot = self.upload_slot().await?;
             let seed = self.seed(&[input.bucket.as_bytes(), input.key.as_bytes()]);
             let placed = self
                 .ledger
@@ -1535,7 +1537,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             }
             (u.coding, u.placement.clone())
         };
-        let _slot = self.upload_slot()?;
+        let _slot = self.upload_slot().await?;
         let body = input.body.unwrap_or_else(empty_body);
         let (segments, size, md5) = self
             .store_body(

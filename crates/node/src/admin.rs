@@ -3,22 +3,19 @@
 //! Endpoints: `GET /status`, `GET /nodes`, `GET /blocks/{height}`, `GET /accounts/{hex}`,
 //! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
-//! (Prometheus text). Connections are bounded by `MAX_CONNECTIONS`; sockets use TCP_NODELAY.
+//! (Prometheus text). Connections, timeouts and body rates are bounded by `crate::conn`.
 
 use crate::config::{hex, hex32};
 use bytes::Bytes;
 use cairn_chain::{block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, service::service_fn, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
 /// Largest accepted `POST /tx` body: one raw maximum-size transaction.
 pub const MAX_TX_BODY_BYTES: usize = cairn_ledger::MAX_TX_SIZE_BYTES;
-/// Most concurrent admin connections.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// A node is healthy if it heartbeated within this many blocks (the placement default).
 pub const HEALTH_WINDOW_BLOCKS: u64 = cairn_ledger::placement::DEFAULT_HEALTHY_WITHIN_BLOCKS;
 
@@ -54,27 +51,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
 
 /// Serves the admin API on an already-bound listener until the task is dropped.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
+    let handler = move |req| {
         let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&admin, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
+        async move { Ok::<_, std::convert::Infallible>(handle(&admin, req).await) }
+    };
+    crate::conn::serve_http(listener, crate::conn::Limits::default(), handler).await;
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
@@ -92,8 +73,14 @@ pub(crate) async fn read_body(
     max_bytes: usize,
     code: &str,
 ) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(req.into_body(), max_bytes).collect().await {
+    let body = crate::conn::RateGuard::new(req.into_body(), &crate::conn::Limits::default());
+    match Limited::new(body, max_bytes).collect().await {
         Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<crate::conn::BodyTooSlow>() => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            e.to_string(),
+        )),
         Err(_) => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             code,

@@ -67,6 +67,7 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
             base_port: args.base_port,
             chain_id: "cairn-bench".into(),
         },
+        devnet::Keys::Deterministic,
     )?;
     let configs = run::devnet_configs(&dir)?;
     let storage = dir.join("storage");

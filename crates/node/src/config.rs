@@ -186,10 +186,23 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    toml::from_str(&read(path)?).map_err(|e| ConfigError::Parse {
+    let text = read(path)?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: toml_error(&text, &e),
     })
+}
+
+/// A TOML error without the source excerpt `toml` quotes by default: the offending line may
+/// hold a private key or an S3 secret, and these errors end up in logs.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
 }
 
 /// Decodes a 64-hex-character string to 32 bytes.
@@ -380,5 +393,19 @@ mod tests {
             super::account_key(&key).verifying_key().to_bytes(),
             super::node_id(&key)
         );
+    }
+
+    #[test]
+    fn a_toml_error_never_quotes_the_offending_line() {
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let text = format!("genesis = \"g.toml\"\nprivate_key = \"{secret}\" trailing\n");
+        let e = toml::from_str::<toml::Table>(&text).unwrap_err();
+        assert!(
+            e.to_string().contains(secret),
+            "toml's own message quotes the line"
+        );
+        let msg = super::toml_error(&text, &e);
+        assert!(!msg.contains(secret), "{msg}");
+        assert!(msg.starts_with("line 2:"), "{msg}");
     }
 }

@@ -1,8 +1,9 @@
 //! `cairn devnet`: writes a local network layout (genesis, node configs, keys) once, then runs
 //! every node of it in this one process. Rerunning on the same directory resumes the chain.
 //!
-//! Keys are derived from the node index (`ed25519::PrivateKey::from_seed`): fine for a local
-//! devnet, never for a real deployment (use `cairn keygen`).
+//! `cairn devnet` (and `cairn bench`) derive keys from the node index and fixed seeds
+//! ([`Keys::Deterministic`]): public, for local use only. `cairn init` lays out the same shape
+//! with random node, admin and S3 keys ([`Keys::Random`]) and never overwrites a file.
 
 use crate::config::{
     hex, private_key_hex, DnsFile, GenesisAccount, GenesisFile, GenesisNode, NodeFile, S3File,
@@ -67,6 +68,62 @@ pub fn s3_credentials() -> (String, String) {
     )
 }
 
+/// Where a layout's keys come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// From the node index and fixed seeds: the same on every machine (devnet, bench).
+    Deterministic,
+    /// From the operating system's CSPRNG (`cairn init`).
+    Random,
+}
+
+/// Printed by every `cairn devnet` run.
+pub const LOCAL_ONLY_WARNING: &str = "devnet keys (node, admin, S3) are derived from public fixed seeds: for local use only; lay out a real network with `cairn init`";
+
+/// 32 bytes from the kernel's CSPRNG.
+pub fn random_bytes() -> Result<[u8; 32], String> {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(seed)
+}
+
+fn random_key() -> Result<ed25519::PrivateKey, String> {
+    crate::config::private_key(&hex(&random_bytes()?))
+        .ok_or_else(|| "generated key rejected".into())
+}
+
+/// A random S3 access key id and secret.
+fn random_s3_credentials() -> Result<(String, String), String> {
+    let a = hex(&random_bytes()?).to_uppercase();
+    Ok((format!("CAIRN{}", &a[..15]), hex(&random_bytes()?)))
+}
+
+/// Writes `text` to a file readable by its owner only; with [`Keys::Random`] an existing file
+/// is an error (a devnet rewrites the same deterministic content).
+fn write_new(path: &Path, text: &str, keys: Keys) -> Result<(), String> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(keys == Keys::Random)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!(
+                    "refusing to overwrite {}: it already exists",
+                    path.display()
+                )
+            }
+            _ => format!("cannot write {}: {e}", path.display()),
+        })?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// Seed for the devnet admin account key (devnet only).
 const ADMIN_SEED: u64 = 1_000_000;
 
@@ -75,12 +132,38 @@ pub fn admin_key() -> ed25519::PrivateKey {
     ed25519::PrivateKey::from_seed(ADMIN_SEED)
 }
 
-/// Writes `genesis.toml`, `admin.key` and `nodes/nNN/node.toml` unless `dir` already has them.
-/// Returns true if a new layout was written.
-pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
+/// Writes `genesis.toml`, `admin.key`, `s3-keys.toml` and `nodes/nNN/node.toml` unless `dir`
+/// already has a `genesis.toml`. Returns true if a new layout was written. With
+/// [`Keys::Random`] no file is ever overwritten: any existing one is an error naming it.
+pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, String> {
     if dir.join("genesis.toml").exists() {
+        if keys == Keys::Random {
+            return Err(format!(
+                "refusing to overwrite {}: it already exists",
+                dir.join("genesis.toml").display()
+            ));
+        }
         return Ok(false);
     }
+    let names: Vec<String> = (0..layout.nodes).map(|i| format!("n{i:02}")).collect();
+    if keys == Keys::Random {
+        let mut paths = vec![dir.join("admin.key"), dir.join("s3-keys.toml")];
+        paths.extend(
+            names
+                .iter()
+                .map(|n| dir.join("nodes").join(n).join("node.toml")),
+        );
+        if let Some(p) = paths.iter().find(|p| p.exists()) {
+            return Err(format!(
+                "refusing to overwrite {}: it already exists",
+                p.display()
+            ));
+        }
+    }
+    let admin = match keys {
+        Keys::Deterministic => admin_key(),
+        Keys::Random => random_key()?,
+    };
     if layout.nodes == 0 || layout.zones == 0 || layout.validators == 0 {
         return Err("--nodes, --zones and --validators must be at least 1".into());
     }
@@ -103,7 +186,10 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
     let mut nodes = Vec::new();
     let mut files = Vec::new();
     for i in 0..layout.nodes {
-        let key = ed25519::PrivateKey::from_seed(i as u64);
+        let key = match keys {
+            Keys::Deterministic => ed25519::PrivateKey::from_seed(i as u64),
+            Keys::Random => random_key()?,
+        };
         let name = format!("n{i:02}");
         let zone = format!("z{}", i % layout.zones + 1);
         let gateway = i >= layout.nodes - layout.gateways;
@@ -156,32 +242,33 @@ pub fn ensure_layout(dir: &Path, layout: &Layout) -> Result<bool, String> {
     let genesis = GenesisFile {
         chain_id: layout.chain_id.clone(),
         accounts: vec![GenesisAccount {
-            public_key: hex(admin_key().public_key().as_ref()),
+            public_key: hex(admin.public_key().as_ref()),
             name: "admin".into(),
         }],
         nodes,
     };
-    let io = |p: &Path, e: std::io::Error| format!("cannot write {}: {e}", p.display());
     for (name, file) in &files {
         let node_dir = dir.join("nodes").join(name);
-        std::fs::create_dir_all(&node_dir).map_err(|e| io(&node_dir, e))?;
-        let path = node_dir.join("node.toml");
+        std::fs::create_dir_all(&node_dir)
+            .map_err(|e| format!("cannot create {}: {e}", node_dir.display()))?;
         let text = toml::to_string(file).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+        write_new(&node_dir.join("node.toml"), &text, keys)?;
     }
-    let path = dir.join("s3-keys.toml");
-    let (access, secret) = s3_credentials();
-    crate::s3::write_key_file(
-        &path,
-        &access,
-        &secret,
-        &crate::config::node_id(&admin_key()),
-    )
-    .map_err(|e| io(&path, e))?;
-    let path = dir.join("admin.key");
-    std::fs::write(&path, private_key_hex(&admin_key()) + "\n").map_err(|e| io(&path, e))?;
-    let path = dir.join("genesis.toml");
+    let (access, secret) = match keys {
+        Keys::Deterministic => s3_credentials(),
+        Keys::Random => random_s3_credentials()?,
+    };
+    write_new(
+        &dir.join("s3-keys.toml"),
+        &crate::s3::key_file_text(&access, &secret, &crate::config::node_id(&admin)),
+        keys,
+    )?;
+    write_new(
+        &dir.join("admin.key"),
+        &(private_key_hex(&admin) + "\n"),
+        keys,
+    )?;
     let text = toml::to_string(&genesis).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    write_new(&dir.join("genesis.toml"), &text, keys)?;
     Ok(true)
 }

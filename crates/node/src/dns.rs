@@ -12,7 +12,7 @@ use cairn_dns::{
     server::{self, RateLimiter, ServerConfig, Stats},
 };
 use cairn_ledger::State;
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
 /// Starts the authoritative server on `listen` (UDP and TCP) and the snapshot updater.
 pub async fn start_server(
@@ -28,12 +28,20 @@ pub async fn start_server(
         tcp,
         snapshot.clone(),
         stats.clone(),
-        Duration::from_millis(cfg.tcp_idle_timeout_ms),
+        cairn_dns::tcp::TcpLimits {
+            idle_timeout_ms: cfg.tcp_idle_timeout_ms,
+            ..Default::default()
+        },
     );
     if std::env::var("CAIRN_BENCH_DNS_UDP").as_deref() == Ok("hickory") {
         // Only for scripts/bench-dns, to measure hickory's own UDP path in the same run.
         tracing::warn!("DNS over UDP served by hickory-server: benchmark mode, no rate limit");
         tcp_server.register_socket(tokio::net::UdpSocket::bind(listen).await?);
+        tokio::spawn(async move {
+            if let Err(e) = tcp_server.block_until_done().await {
+                tracing::error!("DNS UDP (hickory) server stopped: {e}");
+            }
+        });
     } else {
         server::spawn_udp(
             server::bind_udp(listen, cfg.udp_threads)?,
@@ -42,11 +50,6 @@ pub async fn start_server(
             stats.clone(),
         );
     }
-    tokio::spawn(async move {
-        if let Err(e) = tcp_server.block_until_done().await {
-            tracing::error!("DNS TCP server stopped: {e}");
-        }
-    });
     tokio::spawn(update_snapshots(shared, snapshot.clone(), cfg.notify));
     Ok((snapshot, stats))
 }

@@ -12,6 +12,7 @@ mod bench;
 mod bench_storage;
 mod client;
 mod config;
+mod conn;
 mod devnet;
 mod dns;
 mod dnscli;
@@ -272,6 +273,9 @@ fn init_tracing() {
 fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Devnet { .. } | Command::Node { .. }) {
+        conn::raise_nofile_limit();
+    }
     let result = match cli.command {
         Command::Devnet {
             nodes,
@@ -307,6 +311,7 @@ fn main() -> ExitCode {
                 base_port,
                 chain_id: "cairn-local".into(),
             },
+            devnet::Keys::Random,
         )
         .and_then(|created| {
             if created {
@@ -566,10 +571,7 @@ fn submit_tx(
 }
 
 fn keygen() -> Result<(), String> {
-    let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let seed = devnet::random_bytes()?;
     let key = private_key(&hex(&seed)).ok_or("generated key rejected")?;
     println!("private_key = \"{}\"", hex(&seed));
     println!("public_key  = \"{}\"", hex(&node_id(&key)));

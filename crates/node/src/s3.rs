@@ -9,11 +9,11 @@ use cairn_gateway::{
 };
 use cairn_ledger::{AccountId, NodeId, State, Tx, TxKind};
 use ed25519_dalek::SigningKey;
-use hyper_util::rt::TokioIo;
 use s3s::service::S3ServiceBuilder;
 use serde::Deserialize;
 use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
+// Connection limits (caps, timeouts, head size, body rate) are `crate::conn::Limits`.
 
 /// Blocks an S3 write's transaction stays valid (`valid_until` = finalized height + this):
 /// about 20 s on an idle chain (one block per 500 ms), less under load.
@@ -27,12 +27,6 @@ pub const COMMIT_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_INFLIGHT_TXS: usize = 48;
 /// Longest a write waits for an in-flight slot before answering 503 SlowDown.
 pub const INFLIGHT_WAIT_MS: u64 = 60_000;
-/// Open S3 connections at once; more wait in the accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// Request head (line + headers) limit; larger heads get 431 (S3 itself allows 8 KiB).
-pub const MAX_HEADER_SIZE_BYTES: usize = 32 * 1024;
-/// Longest a client may take to send a request head.
-pub const HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Per-request timeout of fragment transfers.
 pub const FRAGMENT_TIMEOUT_MS: u64 = 10_000;
 
@@ -182,7 +176,13 @@ struct KeyFile {
 pub fn load_keys(path: &Path) -> Result<KeyStore, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: KeyFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file: KeyFile = toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: {}",
+            path.display(),
+            crate::config::toml_error(&text, &e)
+        )
+    })?;
     let mut store = KeyStore::new();
     for k in file.keys {
         let account = crate::config::hex32(&k.account)
@@ -194,18 +194,12 @@ pub fn load_keys(path: &Path) -> Result<KeyStore, String> {
     Ok(store)
 }
 
-/// Writes a key file holding one key.
-pub fn write_key_file(
-    path: &Path,
-    access_key: &str,
-    secret_key: &str,
-    account: &AccountId,
-) -> std::io::Result<()> {
-    let text = format!(
+/// The text of a key file holding one key.
+pub fn key_file_text(access_key: &str, secret_key: &str, account: &AccountId) -> String {
+    format!(
         "# S3 keys of this gateway; never share or commit this file.\n[[keys]]\naccess_key = \"{access_key}\"\nsecret_key = \"{secret_key}\"\naccount = \"{}\"\n",
         crate::config::hex(account)
-    );
-    std::fs::write(path, text)
+    )
 }
 
 /// Binds the S3 listener (fails fast with a clear error if the port is taken).
@@ -247,47 +241,29 @@ pub async fn serve(
     builder.set_access(Access(ledger));
     builder.set_host(VirtualHosts::new(domain));
     let service = builder.build();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    let limits = crate::conn::Limits::default();
+    let limits_for_serve = limits.clone();
+    // An error answered before the body was read (e.g. KeyTooLongError on a PUT sent with
+    // Expect: 100-continue) leaves the connection's framing unknown to the client, so such
+    // responses close the connection instead of letting the next request on it be misparsed.
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        let has_body = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+        let req = req.map(|b| s3s::Body::http_body_unsync(crate::conn::RateGuard::new(b, &limits)));
         let service = service.clone();
-        // An error answered before the body was read (e.g. KeyTooLongError on a PUT sent with
-        // Expect: 100-continue) leaves the connection's framing unknown to the client, so
-        // such responses close the connection instead of letting the next request on it be
-        // misparsed.
-        let service =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let has_body = req
-                    .headers()
-                    .get(hyper::header::CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes() != b"0")
-                    || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
-                let call = hyper::service::Service::call(&service, req);
-                async move {
-                    let mut resp = call.await?;
-                    if has_body && resp.status().as_u16() >= 400 {
-                        resp.headers_mut().insert(
-                            hyper::header::CONNECTION,
-                            hyper::header::HeaderValue::from_static("close"),
-                        );
-                    }
-                    Ok::<_, s3s::HttpError>(resp)
-                }
-            });
-        tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(MAX_HEADER_SIZE_BYTES)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
+        async move {
+            let mut resp = service.call(req).await?;
+            if has_body && resp.status().as_u16() >= 400 {
+                resp.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, s3s::HttpError>(resp)
+        }
+    };
+    crate::conn::serve_http(listener, limits_for_serve, handler).await;
 }

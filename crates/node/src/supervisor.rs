@@ -259,7 +259,7 @@ fn node_name(cfg: &NodeConfig) -> String {
 
 /// Runs the devnet until SIGINT/SIGTERM.
 pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
-    let created = devnet::ensure_layout(&dir, &layout)?;
+    let created = devnet::ensure_layout(&dir, &layout, devnet::Keys::Deterministic)?;
     let configs = crate::run::devnet_configs(&dir)?;
     println!(
         "{} devnet at {} ({} nodes, one process each)",
@@ -267,6 +267,7 @@ pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
         dir.display(),
         configs.len()
     );
+    println!("{}", devnet::LOCAL_ONLY_WARNING);
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -381,11 +382,11 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
     let path = dir.join("s3.env");
     std::fs::write(&path, &env).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("S3 endpoint http://{s3} (path-style; virtual-host style under *.s3.localhost)");
+    // The secret stays in the file: this output ends up in logs.
     println!(
-        "aws profile (paste into a shell, or `source {}`):",
+        "aws profile: `source {}` (AWS_ACCESS_KEY_ID={access}, secret in the file)",
         path.display()
     );
-    print!("{env}");
     println!("  then e.g.: aws s3 mb s3://photos && aws s3 cp ./file s3://photos/");
     println!("drills:  cairn drill --dir {} stop-zone z2   (start-zone, stop-node n03, start-node n03, status)", dir.display());
     println!(

@@ -265,3 +265,59 @@ fn walk_count(dir: &Path, ext: &str) -> usize {
         })
         .sum()
 }
+
+/// `cairn init` draws every key from the OS CSPRNG, keeps them owner-only, and never
+/// overwrites an existing layout or key file.
+#[test]
+fn init_writes_random_keys_and_refuses_to_overwrite() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = init("keys-a", 2, 27_600);
+    let b = init("keys-b", 2, 27_600);
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let key_line = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("private_key") || l.starts_with("secret_key"))
+            .map(str::to_string)
+            .unwrap_or(text)
+    };
+    for f in [
+        "admin.key",
+        "s3-keys.toml",
+        "nodes/n00/node.toml",
+        "nodes/n01/node.toml",
+    ] {
+        assert_ne!(
+            key_line(read(&a, f)),
+            key_line(read(&b, f)),
+            "{f} holds the same key in two inits"
+        );
+        let mode = std::fs::metadata(a.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{f} is readable by others ({mode:o})");
+    }
+    assert_ne!(
+        key_line(read(&a, "nodes/n00/node.toml")),
+        key_line(read(&a, "nodes/n01/node.toml"))
+    );
+    let rerun = |dir: &Path| {
+        Command::new(BIN)
+            .args(["init", "--nodes", "2", "--validators", "2", "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let before = read(&a, "admin.key");
+    let out = rerun(&a);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("genesis.toml"),
+        "{err}"
+    );
+    // A key file left without a genesis is not overwritten either.
+    std::fs::remove_file(a.join("genesis.toml")).unwrap();
+    let out = rerun(&a);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("admin.key"), "{err}");
+    assert_eq!(read(&a, "admin.key"), before, "admin.key was overwritten");
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
