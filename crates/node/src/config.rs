@@ -71,6 +71,9 @@ pub struct NodeFile {
     pub p2p_listen: SocketAddr,
     /// Address the admin HTTP API binds.
     pub admin_listen: SocketAddr,
+    /// Address the fragment listener binds (storage nodes: required; others: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_listen: Option<SocketAddr>,
     /// Optional tunables.
     #[serde(default)]
     pub tuning: Tuning,
@@ -138,6 +141,9 @@ pub struct GenesisNode {
     /// S3 address clients use (gateways; the IP managed names like `s3.<zone>` point at).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_address: Option<SocketAddr>,
+    /// Fragment listener address gateways use (storage nodes; `addresses[3]` of the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_address: Option<SocketAddr>,
     /// Advertised capacity.
     pub capacity_bytes: u64,
     /// Stake.
@@ -338,17 +344,39 @@ impl GenesisFile {
                 }
             }
             accounts.push((id, n.name.clone()));
+            // Positions: [0] p2p, [1] admin, [2] S3, [3] fragments. A node with a fragment
+            // listener but no S3 endpoint repeats its admin address at [2] as a placeholder
+            // (only gateway records' [2] is read as S3, and gateways must have one then).
+            let s3_slot = match (n.s3_address, n.fragment_address) {
+                (Some(s3), _) => Some(s3),
+                (None, Some(_)) if roles.gateway => {
+                    return Err((
+                        "nodes.s3_address",
+                        format!(
+                            "gateway {} has a fragment_address but no s3_address; add one",
+                            n.name
+                        ),
+                    ))
+                }
+                (None, Some(_)) => Some(n.admin_address),
+                (None, None) => None,
+            };
             nodes.push((
                 id,
                 NodeRecordInit {
                     operator: id,
                     zone: n.zone.clone(),
                     roles,
-                    addresses: [Some(n.p2p_address), Some(n.admin_address), n.s3_address]
-                        .into_iter()
-                        .flatten()
-                        .map(|a| a.to_string())
-                        .collect(),
+                    addresses: [
+                        Some(n.p2p_address),
+                        Some(n.admin_address),
+                        s3_slot,
+                        n.fragment_address,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.to_string())
+                    .collect(),
                     capacity_bytes: n.capacity_bytes,
                     stake: n.stake,
                 },
