@@ -398,6 +398,47 @@ impl GenesisFile {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn genesis_advertises_fragment_address_at_position_3() {
+        let dir = std::env::temp_dir().join(format!("cairn-cfg-frag-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = crate::devnet::Layout {
+            nodes: 3,
+            zones: 1,
+            validators: 1,
+            gateways: 1,
+            base_port: 40_000,
+            chain_id: "t".into(),
+        };
+        assert!(crate::devnet::ensure_layout(&dir, &layout).unwrap());
+        let genesis = super::GenesisFile::load(&dir.join("genesis.toml")).unwrap();
+        let ledger = genesis.to_ledger().unwrap();
+        let addrs = |i: usize| ledger.nodes[i].1.addresses.clone();
+        // n00, n01: storage only, no S3: admin repeated at [2] as a placeholder.
+        assert_eq!(
+            addrs(0),
+            [
+                "127.0.0.1:40000",
+                "127.0.0.1:41000",
+                "127.0.0.1:41000",
+                "127.0.0.1:44000"
+            ]
+        );
+        // n02: the gateway: S3 at [2], fragments at [3].
+        assert_eq!(addrs(2)[3], "127.0.0.1:44002");
+        assert!(addrs(2)[2].ends_with(":42002"));
+        let node = super::NodeConfig::load(&dir.join("nodes/n01/node.toml")).unwrap();
+        assert_eq!(
+            node.file.fragment_listen,
+            Some("127.0.0.1:44001".parse().unwrap())
+        );
+        // A gateway with a fragment address but no S3 address is refused.
+        let mut bad = genesis.clone();
+        bad.nodes[2].s3_address = None;
+        assert_eq!(bad.to_ledger().unwrap_err().0, "nodes.s3_address");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn node_key_and_account_key_agree() {
         use commonware_cryptography::Signer as _;
         // Fragment requests and gateway transactions are signed with the dalek form of the

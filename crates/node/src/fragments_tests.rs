@@ -355,3 +355,20 @@ async fn oversized_heads_and_bad_paths_are_typed() {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn transport_follows_the_address_book_per_request() {
+    // The gateway's address book is read per transfer (in a node: current finalized state), so
+    // a node that appears after the transport was built is reachable without a restart.
+    let srv = server(Limits::default()).await;
+    let book: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+    let view = book.clone();
+    let t = HttpTransport::new(key(1), Arc::new(move |_| *view.lock().unwrap()), 5_000);
+    let data = Bytes::from(vec![8u8; 2_000]);
+    let root = cairn_storage::merkle::root_of(&data);
+    let e = t.put(id(2), root, data.clone()).await.unwrap_err().0;
+    assert!(e.contains("no fragment address"), "{e}");
+    *book.lock().unwrap() = Some(srv.addr);
+    t.put(id(2), root, data.clone()).await.unwrap();
+    assert_eq!(t.get(id(2), root).await.unwrap(), data);
+}
