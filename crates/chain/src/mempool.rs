@@ -3,11 +3,13 @@
 //! Contract: every transaction in the pool passed stateless validation (decode, field checks,
 //! signature). The pool never holds more than `max_txs` transactions or `max_bytes` bytes; a
 //! full pool refuses new work with [`MempoolError::Full`] instead of evicting accepted work.
+//! Expired work is evicted: [`Mempool::evict_expired`] drops every transaction whose
+//! `valid_until` is below the next height, since the ledger would refuse it anyway.
 
 use bytes::Bytes;
 use cairn_ledger::Hash;
 use commonware_utils::sync::{Mutex, Notify};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 /// Why a transaction was not admitted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub enum MempoolError {
 
 struct Inner {
     by_hash: HashMap<Hash, Bytes>,
+    /// (valid_until, hash) of every pooled transaction, for eviction in expiry order.
+    expiry: BTreeSet<(u64, Hash)>,
+    valid_until: HashMap<Hash, u64>,
     order: VecDeque<Hash>,
     size_bytes: usize,
     gossip: Vec<Bytes>,
@@ -47,6 +52,8 @@ impl Mempool {
         Self {
             inner: Mutex::new(Inner {
                 by_hash: HashMap::new(),
+                expiry: BTreeSet::new(),
+                valid_until: HashMap::new(),
                 order: VecDeque::new(),
                 size_bytes: 0,
                 gossip: Vec::new(),
@@ -57,9 +64,15 @@ impl Mempool {
         }
     }
 
-    /// Inserts a validated transaction. Returns `Ok(false)` if it was already present.
-    /// When `gossip` is set the transaction is queued for relay to peers.
-    pub fn insert(&self, hash: Hash, tx: Bytes, gossip: bool) -> Result<bool, MempoolError> {
+    /// Inserts a validated transaction valid through height `valid_until`. Returns `Ok(false)`
+    /// if it was already present. When `gossip` is set it is queued for relay to peers.
+    pub fn insert(
+        &self,
+        hash: Hash,
+        tx: Bytes,
+        valid_until: u64,
+        gossip: bool,
+    ) -> Result<bool, MempoolError> {
         let mut inner = self.inner.lock();
         if inner.by_hash.contains_key(&hash) {
             return Ok(false);
@@ -72,6 +85,8 @@ impl Mempool {
         }
         inner.size_bytes += tx.len();
         inner.order.push_back(hash);
+        inner.expiry.insert((valid_until, hash));
+        inner.valid_until.insert(hash, valid_until);
         if gossip {
             inner.gossip.push(tx.clone());
         }
@@ -117,6 +132,9 @@ impl Mempool {
         for hash in hashes {
             if let Some(tx) = inner.by_hash.remove(hash) {
                 inner.size_bytes -= tx.len();
+                if let Some(v) = inner.valid_until.remove(hash) {
+                    inner.expiry.remove(&(v, *hash));
+                }
                 removed += 1;
             }
         }
@@ -126,6 +144,25 @@ impl Mempool {
             order.retain(|h| by_hash.contains_key(h));
         }
         debug_assert_eq!(inner.order.len(), inner.by_hash.len());
+    }
+
+    /// Drops every transaction that can no longer apply at `next_height` (its `valid_until`
+    /// is below it); returns how many were dropped.
+    pub fn evict_expired(&self, next_height: u64) -> usize {
+        let expired: Vec<Hash> = {
+            let inner = self.inner.lock();
+            inner
+                .expiry
+                .iter()
+                .take_while(|(v, _)| *v < next_height)
+                .map(|(_, h)| *h)
+                .collect()
+        };
+        let n = expired.len();
+        if n > 0 {
+            self.remove(expired.iter());
+        }
+        n
     }
 
     /// Takes the transactions queued for gossip.
@@ -199,14 +236,20 @@ mod tests {
     #[test]
     fn bounds_and_fifo() {
         let pool = Mempool::new(2, 100);
-        assert_eq!(pool.insert(h(1), Bytes::from_static(b"a"), false), Ok(true));
         assert_eq!(
-            pool.insert(h(1), Bytes::from_static(b"a"), false),
+            pool.insert(h(1), Bytes::from_static(b"a"), 10, false),
+            Ok(true)
+        );
+        assert_eq!(
+            pool.insert(h(1), Bytes::from_static(b"a"), 10, false),
             Ok(false)
         );
-        assert_eq!(pool.insert(h(2), Bytes::from_static(b"b"), true), Ok(true));
+        assert_eq!(
+            pool.insert(h(2), Bytes::from_static(b"b"), 10, true),
+            Ok(true)
+        );
         assert!(matches!(
-            pool.insert(h(3), Bytes::from_static(b"c"), false),
+            pool.insert(h(3), Bytes::from_static(b"c"), 10, false),
             Err(MempoolError::Full { txs: 2, .. })
         ));
         let exclude = HashSet::from([h(1)]);
@@ -221,8 +264,31 @@ mod tests {
         assert!(pool.take_gossip().is_empty());
         let big = Mempool::new(10, 3);
         assert!(big
-            .insert(h(1), Bytes::from_static(b"abcd"), false)
+            .insert(h(1), Bytes::from_static(b"abcd"), 10, false)
             .is_err());
+    }
+
+    #[test]
+    fn expired_transactions_are_evicted_in_expiry_order() {
+        let pool = Mempool::new(10, 100);
+        for (i, valid_until) in [(1u8, 5u64), (2, 3), (3, 9), (4, 4)] {
+            assert_eq!(
+                pool.insert(h(i), Bytes::from(vec![i]), valid_until, false),
+                Ok(true)
+            );
+        }
+        assert_eq!(
+            pool.evict_expired(3),
+            0,
+            "valid through height 3 still applies at 3"
+        );
+        assert_eq!(pool.evict_expired(5), 2);
+        assert!(!pool.contains(&h(2)) && !pool.contains(&h(4)));
+        assert!(pool.contains(&h(1)) && pool.contains(&h(3)));
+        pool.remove([&h(1)]);
+        assert_eq!(pool.evict_expired(100), 1);
+        assert!(pool.is_empty());
+        assert!(pool.select(&HashSet::new(), 10, 100).is_empty());
     }
 
     #[test]

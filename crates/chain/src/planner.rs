@@ -22,6 +22,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 pub const PLANNER_STAGGER_BLOCKS: u64 = 2;
 /// How often a planner looks at the finalized state.
 pub const PLANNER_POLL_MS: u64 = 250;
+/// Blocks a submitted plan stays valid (its base generation is stale soon after anyway).
+pub const PLAN_VALIDITY_BLOCKS: u64 = 20;
 
 /// The plans the validator operated by `me` would submit now: for each managed name,
 /// `next_plan` from the nodes healthy at the current height, once its stagger has passed.
@@ -94,6 +96,8 @@ pub async fn run<C: Clock>(
             let tx = Tx {
                 signer: me,
                 nonce,
+                // A plan is only worth its base generation: let it lapse quickly.
+                valid_until: shared.finalized_height() + PLAN_VALIDITY_BLOCKS,
                 kind,
             }
             .sign(&key);

@@ -204,18 +204,25 @@ impl Shared {
             return Ok(hash);
         }
         self.state.read().check_tx(&tx)?;
-        self.mempool.insert(hash, bytes, true)?;
+        self.mempool.insert(hash, bytes, tx.tx.valid_until, true)?;
         Ok(hash)
     }
 
     /// Admits a transaction relayed by a peer (no re-gossip; invalid ones are dropped).
     pub fn admit_gossip(&self, bytes: Bytes) -> bool {
         match self.check_tx_bytes(&bytes) {
-            Ok((_, hash)) => {
+            Ok((tx, hash)) => {
                 if self.tx_index.lock().0.contains_key(&hash) {
                     return false;
                 }
-                matches!(self.mempool.insert(hash, bytes, false), Ok(true))
+                // An expired relay would only be evicted again: refuse it at the door.
+                if tx.tx.valid_until <= self.finalized_height() {
+                    return false;
+                }
+                matches!(
+                    self.mempool.insert(hash, bytes, tx.tx.valid_until, false),
+                    Ok(true)
+                )
             }
             Err(_) => false,
         }
@@ -272,7 +279,18 @@ impl Shared {
             // height while the block's transactions are still pooled or unindexed (which would
             // let them be included twice).
             self.mempool.remove(tx_hashes.iter());
+            self.mempool.evict_expired(block.height.saturating_add(1));
             self.index_receipts(block.height, &tx_hashes, &outcome.receipts);
+            // Recorded under the state lock: whoever reads height H from `finalized_height`
+            // then finds H's root in `root_at`. Recording it later once let `cairn bench chain`
+            // see the new height without its root and report a divergence that was not there.
+            {
+                let mut roots = self.roots.lock();
+                roots.push_back((block.height, outcome.state_root));
+                if roots.len() > RECENT_ROOTS {
+                    roots.pop_front();
+                }
+            }
             let dirty = block
                 .height
                 .is_multiple_of(PERSIST_EVERY_BLOCKS)
@@ -299,13 +317,6 @@ impl Shared {
             tx_hashes,
             receipts: outcome.receipts,
         });
-        {
-            let mut roots = self.roots.lock();
-            roots.push_back((block.height, outcome.state_root));
-            if roots.len() > RECENT_ROOTS {
-                roots.pop_front();
-            }
-        }
         self.finalized_tx.send_replace(summary);
         let _ = self.blocks_tx.send(finalized.clone());
         Ok(finalized)

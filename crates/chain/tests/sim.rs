@@ -279,6 +279,7 @@ fn admin_tx(nonce: u64, kind: TxKind) -> Bytes {
     Tx {
         signer: admin.verifying_key().to_bytes(),
         nonce,
+        valid_until: cairn_ledger::MAX_TX_VALIDITY_BLOCKS,
         kind,
     }
     .sign(&admin)
@@ -490,6 +491,7 @@ async fn drive_gateways(context: deterministic::Context, shared: Arc<Shared>) {
                     Tx {
                         signer: id,
                         nonce,
+                        valid_until: s.height() + 20,
                         kind: TxKind::Heartbeat { node: id, seq },
                     }
                     .sign(&keys[g]),
@@ -592,9 +594,13 @@ fn aws_race(seed: u64) -> (u64, u64) {
                     panic!("planners only plan DNS");
                 };
                 let base = plan.base_generation;
+                // Valid for as long as the ledger allows, so what refuses it is the
+                // compare-and-set on its stale base, not its expiry.
+                let valid_until = all[3].finalized_height() + cairn_ledger::MAX_TX_VALIDITY_BLOCKS;
                 let tx = Tx {
                     signer: slow_id,
                     nonce,
+                    valid_until,
                     kind,
                 }
                 .sign(&slow_key);

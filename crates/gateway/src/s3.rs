@@ -763,7 +763,12 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
     }
 
     async fn commit(&self, kind: TxKind) -> S3Result<()> {
-        self.ledger.commit(kind).await.map_err(commit_error)
+        match self.ledger.commit(kind).await {
+            // Superseded: a write with a later request time already applied; to this client
+            // its write succeeded and was overwritten at once, as S3 reports it.
+            Ok(()) | Err(CommitError::Rejected(TxError::Superseded { .. })) => Ok(()),
+            Err(e) => Err(commit_error(e)),
+        }
     }
 
     /// Reads an object the caller may see, with its bucket's coding.
@@ -1830,10 +1835,15 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
                 owner: account,
                 bucket: bucket.to_string(),
                 key: key.to_string(),
+                request_ms: now_ms(),
             })
             .await
         {
-            Ok(()) | Err(CommitError::Rejected(TxError::NoSuchObject)) => Ok(()),
+            // A newer write already won (S3's latest-request-time rule): the delete "happened"
+            // and was overwritten, which S3 reports as success.
+            Ok(())
+            | Err(CommitError::Rejected(TxError::NoSuchObject))
+            | Err(CommitError::Rejected(TxError::Superseded { .. })) => Ok(()),
             Err(e) => Err(commit_error(e)),
         }
     }
@@ -2013,6 +2023,7 @@ mod tests {
             },
             put_by: [0; 32],
             put_height: 1,
+            tx_hash: [0; 32],
         };
         let mut sorted: Vec<&str> = keys
             .iter()

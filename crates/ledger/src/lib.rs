@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod codec;
 pub mod dns;
 pub mod lthash;
@@ -43,11 +44,12 @@ pub mod objects;
 pub mod placement;
 pub mod state;
 pub mod tx;
+pub mod versions;
 pub mod zones;
 
 pub use state::{
-    check_nonce, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord, NodeRecordInit,
-    State, MAX_CHAIN_ID_SIZE_BYTES,
+    check_nonce, check_validity, Account, BlockOutcome, ConfigEntry, Event, Genesis, NodeRecord,
+    NodeRecordInit, State, MAX_CHAIN_ID_SIZE_BYTES,
 };
 pub use tx::{
     Roles, SignedTx, Tx, TxKind, MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,
@@ -57,6 +59,9 @@ pub use tx::{
 
 /// Most transactions in one block.
 pub const MAX_TXS_PER_BLOCK: usize = 4096;
+/// Longest a transaction may stay valid: its `valid_until` is at most this many blocks past
+/// the height it applies at (about 30 minutes at one block per 500 ms).
+pub const MAX_TX_VALIDITY_BLOCKS: u64 = 3_600;
 /// Size of the anti-replay nonce window (bits in [`Account::nonce_window`]).
 pub const NONCE_WINDOW: u64 = 64;
 const _: () = assert!(NONCE_WINDOW >= 1 && NONCE_WINDOW <= u64::BITS as u64);
@@ -201,9 +206,9 @@ pub enum TxError {
     /// The managed name is already bound.
     #[error("managed name already bound; planners maintain it")]
     ManagedNameExists,
-    /// Only validator operators plan or approve overrides.
+    /// Only committee operators plan or approve overrides.
     #[error(
-        "signer operates no validator node; plans and override approvals come from validators"
+        "signer operates no node of the current committee; plans and override approvals come from the committee"
     )]
     NotValidator,
     /// The plan broke a DNS rule.
@@ -217,6 +222,41 @@ pub enum TxError {
     UnknownEndpoint {
         /// The address.
         address: String,
+    },
+    /// The transaction's `valid_until` height has passed.
+    #[error("transaction expired: valid until height {valid_until}, now {height}; sign it again with a later valid_until")]
+    Expired {
+        /// Its last valid height.
+        valid_until: u64,
+        /// The height it would apply at.
+        height: u64,
+    },
+    /// `valid_until` is too far ahead.
+    #[error("valid_until {valid_until} is too far ahead (at most {max}); sign it again with a nearer one")]
+    ValidityTooLong {
+        /// Given.
+        valid_until: u64,
+        /// Largest accepted now.
+        max: u64,
+    },
+    /// An object write or delete older than the object's current version (or its delete).
+    #[error("a newer write to this object (request time {current_ms} ms) already applied; this one (request time {request_ms} ms) is superseded")]
+    Superseded {
+        /// This write's request time.
+        request_ms: u64,
+        /// The current version's request time.
+        current_ms: u64,
+    },
+    /// A node registration without a valid proof of possession of the node key.
+    #[error("the node key's proof of possession does not verify; sign the registration with the node key too (`cairn node register`)")]
+    NoPossessionProof,
+    /// Too few committee approvals for an admission.
+    #[error("admission has approvals from {votes} committee members but needs {needed}; collect more committee signatures (`cairn node admit`)")]
+    AdmissionQuorum {
+        /// Committee members covered by valid approvals.
+        votes: usize,
+        /// Quorum.
+        needed: usize,
     },
     /// Too few valid validator approvals for an override.
     #[error("override has approvals from {votes} validator nodes but needs {needed}; collect more signatures")]

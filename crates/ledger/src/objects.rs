@@ -103,6 +103,8 @@ pub struct ObjectRecord {
     pub put_by: AccountId,
     /// Height of the write (the object's Last-Modified).
     pub put_height: u64,
+    /// Hash of the writing transaction (with `manifest.modified_ms`, the write version).
+    pub tx_hash: crate::Hash,
 }
 
 /// Size of each fragment of a `segment_len`-byte segment coded with k = `data_shards`
@@ -432,6 +434,7 @@ pub(crate) fn enc_object(o: &ObjectRecord) -> Vec<u8> {
     o.manifest.write(&mut w);
     w.fixed(&o.put_by);
     w.u64(o.put_height);
+    w.fixed(&o.tx_hash);
     w.0
 }
 
@@ -442,6 +445,7 @@ pub(crate) fn dec_object(bytes: &[u8]) -> Result<ObjectRecord, TxError> {
         manifest,
         put_by: r.fixed::<32>()?,
         put_height: r.u64()?,
+        tx_hash: r.fixed::<32>()?,
     };
     r.finish()?;
     o.manifest.validate()?;

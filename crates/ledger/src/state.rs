@@ -1,6 +1,7 @@
 //! Ledger state and the block transition function.
 
 use crate::{
+    admission::{check_admit, committee_votes, CheckedAdmission, NO_ROLES},
     codec::{Reader, Writer},
     lthash::LtHash,
     objects::{
@@ -8,12 +9,14 @@ use crate::{
         split_object_key, validate_bucket_name, Bucket, ObjectRecord,
     },
     tx::{
-        validate_name, validate_node, Roles, SignedTx, TxKind, MAX_ADDRESSES,
-        MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
-        MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
+        read_roles, validate_name, validate_node, write_roles, Roles, SignedTx, TxKind,
+        MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,
+        MAX_CONFIG_VALUE_SIZE_BYTES, MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
     },
-    zones::{endpoint_of, node_healthy, override_message, quorum, Managed, Zone},
-    AccountId, BlockError, Hash, NodeId, StateError, TxError, MAX_TXS_PER_BLOCK, NONCE_WINDOW,
+    versions::{check_newer, Tombstone, WriteVersion, TOMBSTONE_RETENTION_BLOCKS},
+    zones::{endpoint_of, node_healthy, override_message, Managed, Zone},
+    AccountId, BlockError, Hash, NodeId, StateError, TxError, MAX_TXS_PER_BLOCK,
+    MAX_TX_VALIDITY_BLOCKS, NONCE_WINDOW,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,12 +42,18 @@ pub struct NodeRecord {
     pub operator: AccountId,
     /// Failure zone.
     pub zone: String,
-    /// Roles.
+    /// Roles granted by admission (none while pending); every rule reads these.
     pub roles: Roles,
     /// Advertised addresses.
     pub addresses: Vec<String>,
-    /// Advertised capacity.
+    /// Capacity granted by admission (0 while pending); placement weighs by this.
     pub capacity_bytes: u64,
+    /// Roles the operator asked for at registration.
+    pub requested_roles: Roles,
+    /// Capacity the operator asked for at registration.
+    pub requested_capacity_bytes: u64,
+    /// Admissions so far (0 = pending); approvals name it, so each is single-use.
+    pub admissions: u64,
     /// Stake.
     pub stake: u64,
     /// Height of registration.
@@ -108,12 +117,21 @@ pub enum Event {
         /// Account name.
         name: String,
     },
-    /// A new node.
+    /// A new node (pending until admitted).
     NodeRegistered {
         /// Node id.
         node: NodeId,
         /// Operator account.
         operator: AccountId,
+    },
+    /// The committee granted a node roles and capacity.
+    NodeAdmitted {
+        /// Node id.
+        node: NodeId,
+        /// Granted roles.
+        roles: Roles,
+        /// Granted capacity.
+        capacity_bytes: u64,
     },
     /// An accepted heartbeat.
     Heartbeat {
@@ -150,12 +168,14 @@ pub enum Event {
         /// True if it replaced an existing object.
         replaced: bool,
     },
-    /// An object was deleted.
+    /// An object was deleted (or a delete of an absent key left its tombstone).
     ObjectDeleted {
         /// Bucket name.
         bucket: String,
         /// Object key.
         key: String,
+        /// True if an object was removed.
+        existed: bool,
     },
     /// A gateway authorization was granted or revoked.
     GatewayAuthorization {
@@ -229,6 +249,8 @@ const T_BUCKET: u8 = 4;
 const T_OBJECT: u8 = 5;
 const T_GATEWAY: u8 = 6;
 const T_ZONE: u8 = 7;
+const T_COMMITTEE: u8 = 8;
+const T_TOMBSTONE: u8 = 9;
 
 /// The ledger state: accounts, nodes, config, height (equality ignores dirty-key tracking).
 #[derive(Clone, Debug)]
@@ -245,6 +267,12 @@ pub struct State {
     gateways: BTreeSet<(AccountId, AccountId)>,
     /// DNS zones by origin.
     zones: BTreeMap<String, Zone>,
+    /// The nodes forming the current committee (the genesis validators until rotation).
+    committee: BTreeSet<NodeId>,
+    /// Deleted objects' versions, keyed like `objects`.
+    tombstones: BTreeMap<Vec<u8>, Tombstone>,
+    /// (height, object key) of every tombstone, for pruning in order; derived, not an entry.
+    tombstone_heights: BTreeSet<(u64, Vec<u8>)>,
     dirty: BTreeSet<Vec<u8>>,
     /// Encodings of entries touched since the last root update, as they were before (`None` =
     /// absent); folded into `acc` at the end of each block.
@@ -264,6 +292,8 @@ impl PartialEq for State {
             && self.objects == other.objects
             && self.gateways == other.gateways
             && self.zones == other.zones
+            && self.committee == other.committee
+            && self.tombstones == other.tombstones
             && self.root == other.root
     }
 }
@@ -283,21 +313,6 @@ fn corrupt(reason: impl Into<String>) -> StateError {
 
 fn corrupt_entry(what: &str) -> impl Fn(TxError) -> StateError + '_ {
     move |e| corrupt(format!("{what}: {e}"))
-}
-
-fn write_roles(w: &mut Writer, roles: &Roles) {
-    for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
-        w.bool(r);
-    }
-}
-
-fn read_roles(r: &mut Reader<'_>) -> Result<Roles, TxError> {
-    Ok(Roles {
-        validator: r.bool()?,
-        storage: r.bool()?,
-        gateway: r.bool()?,
-        cache: r.bool()?,
-    })
 }
 
 fn enc_account(a: &Account) -> Vec<u8> {
@@ -338,6 +353,9 @@ fn enc_node(n: &NodeRecord) -> Vec<u8> {
     ] {
         w.u64(v);
     }
+    write_roles(&mut w, &n.requested_roles);
+    w.u64(n.requested_capacity_bytes);
+    w.u64(n.admissions);
     w.0
 }
 
@@ -362,6 +380,9 @@ fn dec_node(b: &[u8]) -> Result<NodeRecord, TxError> {
         last_heartbeat_height: r.u64()?,
         last_heartbeat_seq: r.u64()?,
         used_bytes: r.u64()?,
+        requested_roles: read_roles(&mut r)?,
+        requested_capacity_bytes: r.u64()?,
+        admissions: r.u64()?,
     };
     r.finish()?;
     Ok(n)
@@ -434,6 +455,42 @@ pub fn check_nonce(account: &Account, nonce: u64) -> Result<(u64, u64), TxError>
     Ok((account.nonce_max, account.nonce_window | bit))
 }
 
+/// Refuses a transaction applying after its `valid_until`, or whose `valid_until` lies more
+/// than [`MAX_TX_VALIDITY_BLOCKS`] past `height` (so nothing can float for long).
+pub fn check_validity(valid_until: u64, height: u64) -> Result<(), TxError> {
+    if height > valid_until {
+        return Err(TxError::Expired {
+            valid_until,
+            height,
+        });
+    }
+    if valid_until - height > MAX_TX_VALIDITY_BLOCKS {
+        return Err(TxError::ValidityTooLong {
+            valid_until,
+            max: height.saturating_add(MAX_TX_VALIDITY_BLOCKS),
+        });
+    }
+    Ok(())
+}
+
+/// What a rule's check hands its apply.
+enum Rule {
+    /// Nothing beyond the nonce.
+    Plain,
+    /// A checked admission.
+    Admit(CheckedAdmission),
+    /// An object write or delete newer than the current version.
+    Write(WriteVersion),
+    /// The zone a DNS transaction produces, computed once.
+    Zone((String, Zone, Event)),
+}
+
+/// A transaction that passed its stateful checks.
+struct Checked {
+    nonce: (u64, u64),
+    rule: Rule,
+}
+
 impl State {
     fn empty(chain_id: String) -> Self {
         Self {
@@ -446,6 +503,9 @@ impl State {
             objects: BTreeMap::new(),
             gateways: BTreeSet::new(),
             zones: BTreeMap::new(),
+            committee: BTreeSet::new(),
+            tombstones: BTreeMap::new(),
+            tombstone_heights: BTreeSet::new(),
             dirty: BTreeSet::new(),
             touched: BTreeMap::new(),
             acc: LtHash::new(),
@@ -501,12 +561,16 @@ impl State {
             }
             s.nodes.insert(
                 *id,
+                // Genesis admits its own nodes: the grant is what they list.
                 NodeRecord {
                     operator: n.operator,
                     zone: n.zone.clone(),
                     roles: n.roles.clone(),
                     addresses: n.addresses.clone(),
                     capacity_bytes: n.capacity_bytes,
+                    requested_roles: n.roles.clone(),
+                    requested_capacity_bytes: n.capacity_bytes,
+                    admissions: 1,
                     stake: n.stake,
                     registered_height: 0,
                     last_heartbeat_height: 0,
@@ -515,6 +579,10 @@ impl State {
                 },
             );
             s.dirty.insert(key(T_NODE, id));
+            if n.roles.validator {
+                s.committee.insert(*id);
+                s.dirty.insert(key(T_COMMITTEE, id));
+            }
         }
         s.dirty.insert(vec![T_META]);
         s.reset_root();
@@ -613,6 +681,31 @@ impl State {
         self.zones.iter()
     }
 
+    /// The current committee's node ids, sorted.
+    pub fn committee(&self) -> impl Iterator<Item = &NodeId> {
+        self.committee.iter()
+    }
+
+    /// The current committee's registered records.
+    pub(crate) fn committee_records(&self) -> Vec<(&NodeId, &NodeRecord)> {
+        self.committee
+            .iter()
+            .filter_map(|id| self.nodes.get(id).map(|n| (id, n)))
+            .collect()
+    }
+
+    /// True if `account` operates a node of the current committee.
+    pub fn is_committee_operator(&self, account: &AccountId) -> bool {
+        self.committee_records()
+            .iter()
+            .any(|(_, n)| n.operator == *account)
+    }
+
+    /// The tombstone a delete left on an object key, if still kept.
+    pub fn tombstone(&self, bucket: &str, key: &str) -> Option<&Tombstone> {
+        self.tombstones.get(&object_key_suffix(bucket, key))
+    }
+
     /// All config entries, sorted by key.
     pub fn configs(&self) -> impl Iterator<Item = (&String, &ConfigEntry)> {
         self.config.iter()
@@ -658,6 +751,16 @@ impl State {
                 .iter()
                 .map(|(o, z)| (key(T_ZONE, o.as_bytes()), z.encode())),
         );
+        out.extend(
+            self.committee
+                .iter()
+                .map(|id| (key(T_COMMITTEE, id), Vec::new())),
+        );
+        out.extend(
+            self.tombstones
+                .iter()
+                .map(|(k, t)| (key(T_TOMBSTONE, k), t.encode())),
+        );
         debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted");
         out
     }
@@ -689,6 +792,11 @@ impl State {
                 .zones
                 .get(std::str::from_utf8(id).ok()?)
                 .map(Zone::encode),
+            T_COMMITTEE => self
+                .committee
+                .contains(<&NodeId>::try_from(id).ok()?)
+                .then(Vec::new),
+            T_TOMBSTONE => self.tombstones.get(id).map(Tombstone::encode),
             _ => None,
         }
     }
@@ -783,6 +891,21 @@ impl State {
                     let z = Zone::decode(&v).map_err(corrupt_entry("zone entry"))?;
                     s.zones.insert(origin.to_string(), z).is_some()
                 }
+                T_COMMITTEE => {
+                    let id: NodeId = id
+                        .try_into()
+                        .map_err(|_| corrupt("committee key is not 32 bytes"))?;
+                    if !v.is_empty() {
+                        return Err(corrupt("committee entry has a value"));
+                    }
+                    !s.committee.insert(id)
+                }
+                T_TOMBSTONE => {
+                    split_object_key(id).ok_or_else(|| corrupt("tombstone key is malformed"))?;
+                    let t = Tombstone::decode(&v).map_err(corrupt_entry("tombstone entry"))?;
+                    s.tombstone_heights.insert((t.height, id.to_vec()));
+                    s.tombstones.insert(id.to_vec(), t).is_some()
+                }
                 other => return Err(corrupt(format!("unknown table {other}"))),
             };
             if duplicate {
@@ -846,17 +969,20 @@ impl State {
     /// Stateful checks of one transaction against the current state, changing nothing; the
     /// mempool calls it after [`SignedTx::decode_and_verify`]. Same rules as block application.
     pub fn check_tx(&self, tx: &SignedTx) -> Result<(), TxError> {
-        self.check_stateful(tx).map(|_| ())
+        self.check_stateful(tx, self.height.saturating_add(1))
+            .map(|_| ())
     }
 
-    /// Returns the signer's (nonce_max, nonce_window) after accepting `stx`.
-    fn check_stateful(&self, stx: &SignedTx) -> Result<(u64, u64), TxError> {
+    /// Returns the signer's (nonce_max, nonce_window) after accepting `stx` at `height`, and
+    /// the checked value of rules whose apply needs one.
+    fn check_stateful(&self, stx: &SignedTx, height: u64) -> Result<Checked, TxError> {
         const FRESH: Account = Account {
             name: String::new(),
             nonce_max: 0,
             nonce_window: 0,
         };
         let tx = &stx.tx;
+        check_validity(tx.valid_until, height)?;
         let account = match (&tx.kind, self.accounts.get(&tx.signer)) {
             (TxKind::RegisterAccount { .. }, Some(_)) => return Err(TxError::AccountExists),
             (TxKind::RegisterAccount { .. }, None) => &FRESH,
@@ -864,8 +990,17 @@ impl State {
             (_, Some(a)) => a,
         };
         let nonce = check_nonce(account, tx.nonce)?;
+        let mut rule = Rule::Plain;
         match &tx.kind {
             TxKind::RegisterAccount { .. } => {}
+            TxKind::AdmitNode {
+                node,
+                roles,
+                capacity_bytes,
+                approvals,
+            } => {
+                rule = Rule::Admit(check_admit(self, node, roles, *capacity_bytes, approvals)?);
+            }
             TxKind::RegisterNode { node, .. } => {
                 if self.nodes.contains_key(node) {
                     return Err(TxError::NodeExists);
@@ -924,8 +1059,8 @@ impl State {
                 if_absent,
             } => {
                 let b = self.owned_bucket(owner, &tx.signer, bucket)?;
-                let k = usize::from(b.data_shards) + usize::from(b.parity_shards);
-                if manifest.placement.len() != k {
+                let slots = usize::from(b.data_shards) + usize::from(b.parity_shards);
+                if manifest.placement.len() != slots {
                     return Err(TxError::InvalidPlacement {
                         reason: format!(
                             "{} nodes for a bucket coded RS({}, {})",
@@ -940,30 +1075,60 @@ impl State {
                         Some(rec) if rec.roles.storage => {}
                         _ => {
                             return Err(TxError::InvalidPlacement {
-                                reason: "a placed node is not a registered storage node".into(),
+                                reason: "a placed node is not an admitted storage node".into(),
                             })
                         }
                     }
                 }
-                if *if_absent && self.objects.contains_key(&object_key_suffix(bucket, key)) {
+                // Distinct placement is checked statelessly (`ObjectManifest::validate`).
+                let k = object_key_suffix(bucket, key);
+                if *if_absent && self.objects.contains_key(&k) {
                     return Err(TxError::ObjectExists);
                 }
+                let version = WriteVersion {
+                    request_ms: manifest.modified_ms,
+                    tx_hash: stx.hash(),
+                };
+                check_newer(self.current_version(&k), version)?;
+                rule = Rule::Write(version);
             }
-            TxKind::DeleteObject { owner, bucket, key } => {
+            TxKind::DeleteObject {
+                owner,
+                bucket,
+                key,
+                request_ms,
+            } => {
                 self.owned_bucket(owner, &tx.signer, bucket)?;
-                if !self.objects.contains_key(&object_key_suffix(bucket, key)) {
-                    return Err(TxError::NoSuchObject);
-                }
+                let version = WriteVersion {
+                    request_ms: *request_ms,
+                    tx_hash: stx.hash(),
+                };
+                check_newer(
+                    self.current_version(&object_key_suffix(bucket, key)),
+                    version,
+                )?;
+                rule = Rule::Write(version);
             }
             TxKind::AuthorizeGateway { .. } => {}
             TxKind::ZoneUpdate { .. }
             | TxKind::ManageName { .. }
             | TxKind::DnsPlan { .. }
             | TxKind::DnsOverride { .. } => {
-                self.next_zone(tx, self.height.saturating_add(1))?;
+                rule = Rule::Zone(self.next_zone(tx, height)?);
             }
         }
-        Ok(nonce)
+        Ok(Checked { nonce, rule })
+    }
+
+    /// The version of the object at `k`, or of the delete that removed it.
+    fn current_version(&self, k: &[u8]) -> Option<WriteVersion> {
+        self.objects
+            .get(k)
+            .map(|o| WriteVersion {
+                request_ms: o.manifest.modified_ms,
+                tx_hash: o.tx_hash,
+            })
+            .or_else(|| self.tombstones.get(k).map(|t| t.version))
     }
 
     /// The signer may act for `owner`: it is the owner or a gateway the owner authorized.
@@ -1006,7 +1171,10 @@ impl State {
     }
 
     fn apply_tx(&mut self, stx: &SignedTx, height: u64) -> Result<Event, TxError> {
-        let (nonce_max, nonce_window) = self.check_stateful(stx)?;
+        let Checked {
+            nonce: (nonce_max, nonce_window),
+            rule,
+        } = self.check_stateful(stx, height)?;
         let tx = &stx.tx;
         self.touch(key(T_ACCOUNT, &tx.signer));
         let account = self.accounts.entry(tx.signer).or_insert_with(|| Account {
@@ -1031,16 +1199,21 @@ impl State {
                 addresses,
                 capacity_bytes,
                 stake,
+                ..
             } => {
                 self.touch(key(T_NODE, node));
+                // Pending: nothing is granted until the committee admits it.
                 self.nodes.insert(
                     *node,
                     NodeRecord {
                         operator: tx.signer,
                         zone: zone.clone(),
-                        roles: roles.clone(),
+                        roles: NO_ROLES,
                         addresses: addresses.clone(),
-                        capacity_bytes: *capacity_bytes,
+                        capacity_bytes: 0,
+                        requested_roles: roles.clone(),
+                        requested_capacity_bytes: *capacity_bytes,
+                        admissions: 0,
                         stake: *stake,
                         registered_height: height,
                         last_heartbeat_height: 0,
@@ -1052,6 +1225,14 @@ impl State {
                     node: *node,
                     operator: tx.signer,
                 }
+            }
+            TxKind::AdmitNode { .. } => {
+                let Rule::Admit(admission) = rule else {
+                    return Err(TxError::Malformed {
+                        reason: "admission was not checked",
+                    });
+                };
+                self.apply_admission(admission)
             }
             TxKind::Heartbeat { node, seq } => {
                 self.touch(key(T_NODE, node));
@@ -1126,13 +1307,22 @@ impl State {
                 ..
             } => {
                 let k = object_key_suffix(bucket, object);
-                let data_shards = self.buckets[bucket].data_shards;
+                let Some(data_shards) = self.buckets.get(bucket).map(|b| b.data_shards) else {
+                    return Err(TxError::NoSuchBucket);
+                };
+                let Rule::Write(version) = rule else {
+                    return Err(TxError::Malformed {
+                        reason: "write order was not checked",
+                    });
+                };
                 self.touch(key(T_OBJECT, &k));
                 self.touch(key(T_BUCKET, bucket.as_bytes()));
+                self.remove_tombstone(&k);
                 let record = ObjectRecord {
                     manifest: manifest.clone(),
                     put_by: tx.signer,
                     put_height: height,
+                    tx_hash: version.tx_hash,
                 };
                 self.account_usage(&record, data_shards, false);
                 let old = self.objects.insert(k, record);
@@ -1140,8 +1330,9 @@ impl State {
                 match old {
                     Some(old) => self.account_usage(&old, data_shards, true),
                     None => {
-                        let b = self.buckets.get_mut(bucket).expect("checked");
-                        b.object_count += 1;
+                        if let Some(b) = self.buckets.get_mut(bucket) {
+                            b.object_count += 1;
+                        }
                     }
                 }
                 Event::ObjectPut {
@@ -1156,16 +1347,29 @@ impl State {
                 ..
             } => {
                 let k = object_key_suffix(bucket, object);
+                let Rule::Write(version) = rule else {
+                    return Err(TxError::Malformed {
+                        reason: "write order was not checked",
+                    });
+                };
                 self.touch(key(T_OBJECT, &k));
                 self.touch(key(T_BUCKET, bucket.as_bytes()));
-                let old = self.objects.remove(&k).expect("checked");
-                let b = self.buckets.get_mut(bucket).expect("checked");
-                b.object_count = b.object_count.saturating_sub(1);
-                let data_shards = b.data_shards;
-                self.account_usage(&old, data_shards, true);
+                self.remove_tombstone(&k);
+                self.touch(key(T_TOMBSTONE, &k));
+                self.tombstone_heights.insert((height, k.clone()));
+                self.tombstones
+                    .insert(k.clone(), Tombstone { version, height });
+                let old = self.objects.remove(&k);
+                let existed = old.is_some();
+                if let (Some(old), Some(b)) = (old, self.buckets.get_mut(bucket)) {
+                    b.object_count = b.object_count.saturating_sub(1);
+                    let data_shards = b.data_shards;
+                    self.account_usage(&old, data_shards, true);
+                }
                 Event::ObjectDeleted {
                     bucket: bucket.clone(),
                     key: object.clone(),
+                    existed,
                 }
             }
             TxKind::AuthorizeGateway { gateway, allowed } => {
@@ -1186,7 +1390,11 @@ impl State {
             | TxKind::ManageName { .. }
             | TxKind::DnsPlan { .. }
             | TxKind::DnsOverride { .. } => {
-                let (origin, zone, event) = self.next_zone(tx, height)?;
+                let Rule::Zone((origin, zone, event)) = rule else {
+                    return Err(TxError::Malformed {
+                        reason: "zone change was not checked",
+                    });
+                };
                 self.touch(key(T_ZONE, origin.as_bytes()));
                 self.zones.insert(origin, zone);
                 event
@@ -1292,7 +1500,7 @@ impl State {
                 Ok((origin.clone(), zone, event))
             }
             TxKind::DnsPlan { origin, name, plan } => {
-                if !self.validator_nodes().any(|(_, n)| n.operator == tx.signer) {
+                if !self.is_committee_operator(&tx.signer) {
                     return Err(TxError::NotValidator);
                 }
                 self.planned_zone(tx, origin, name, plan, height, false)
@@ -1304,37 +1512,14 @@ impl State {
                 approvals,
             } => {
                 let message = override_message(origin, name, plan);
-                let mut approvers = BTreeSet::new();
-                for (who, sig) in approvals {
-                    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
-                        continue;
-                    };
-                    let ok = ed25519_dalek::VerifyingKey::from_bytes(who)
-                        .and_then(|k| {
-                            k.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
-                        })
-                        .is_ok();
-                    if ok {
-                        approvers.insert(*who);
-                    }
-                }
-                let validators = self.validator_nodes().count();
-                let votes = self
-                    .validator_nodes()
-                    .filter(|(_, n)| approvers.contains(&n.operator))
-                    .count();
-                let needed = quorum(validators);
-                if validators == 0 || votes < needed {
+                let (votes, needed) = committee_votes(self, &message, approvals);
+                if self.committee.is_empty() || votes < needed {
                     return Err(TxError::OverrideQuorum { votes, needed });
                 }
                 self.planned_zone(tx, origin, name, plan, height, true)
             }
             _ => unreachable!("next_zone is only called for DNS transactions"),
         }
-    }
-
-    fn validator_nodes(&self) -> impl Iterator<Item = (&NodeId, &NodeRecord)> {
-        self.nodes.iter().filter(|(_, n)| n.roles.validator)
     }
 
     /// Every endpoint must be offered by a registered node of `role`.
@@ -1427,6 +1612,42 @@ impl State {
         }
     }
 
+    fn apply_admission(&mut self, a: CheckedAdmission) -> Event {
+        self.touch(key(T_NODE, &a.node));
+        if let Some(n) = self.nodes.get_mut(&a.node) {
+            n.roles = a.roles.clone();
+            n.capacity_bytes = a.capacity_bytes;
+            n.admissions = n.admissions.saturating_add(1);
+        }
+        Event::NodeAdmitted {
+            node: a.node,
+            roles: a.roles,
+            capacity_bytes: a.capacity_bytes,
+        }
+    }
+
+    fn remove_tombstone(&mut self, k: &[u8]) {
+        if let Some(t) = self.tombstones.get(k) {
+            let height = t.height;
+            self.touch(key(T_TOMBSTONE, k));
+            self.tombstones.remove(k);
+            self.tombstone_heights.remove(&(height, k.to_vec()));
+        }
+    }
+
+    /// Drops tombstones older than [`TOMBSTONE_RETENTION_BLOCKS`], oldest first.
+    fn prune_tombstones(&mut self, height: u64) {
+        let Some(cutoff) = height.checked_sub(TOMBSTONE_RETENTION_BLOCKS) else {
+            return;
+        };
+        while let Some((h, k)) = self.tombstone_heights.first().cloned() {
+            if h >= cutoff {
+                break;
+            }
+            self.remove_tombstone(&k);
+        }
+    }
+
     /// Validates the block statelessly (count, each tx decode_and_verify) without changing state.
     pub fn validate_block_txs<B: AsRef<[u8]>>(txs: &[B]) -> Result<Vec<SignedTx>, BlockError> {
         if txs.len() > MAX_TXS_PER_BLOCK {
@@ -1505,6 +1726,7 @@ impl State {
             }
         }
         self.dns_health(height, &mut events);
+        self.prune_tombstones(height);
         self.touch(vec![T_META]);
         self.height = height;
         self.update_root();

@@ -36,11 +36,12 @@ pub const MAX_CONFIG_VALUE_SIZE_BYTES: usize = 2048;
 // Every transaction that passes `Tx::validate` encodes within MAX_TX_SIZE_BYTES (the largest
 // is a ConfigSet: signer, nonce, tag, key, value, expected_version, signature).
 const _: () = assert!(
-    32 + 8 + 1 + (4 + MAX_CONFIG_KEY_SIZE_BYTES) + (4 + MAX_CONFIG_VALUE_SIZE_BYTES) + 8 + 64
+    32 + 8 + 8 + 1 + (4 + MAX_CONFIG_KEY_SIZE_BYTES) + (4 + MAX_CONFIG_VALUE_SIZE_BYTES) + 8 + 64
         <= MAX_TX_SIZE_BYTES
 );
 const _: () = assert!(
     32 + 8
+        + 8
         + 1
         + 32
         + (4 + MAX_ZONE_SIZE_BYTES)
@@ -49,6 +50,7 @@ const _: () = assert!(
         + MAX_ADDRESSES * (4 + MAX_ADDRESS_SIZE_BYTES)
         + 8
         + 8
+        + (4 + 64)
         + 64
         <= MAX_TX_SIZE_BYTES
 );
@@ -57,6 +59,7 @@ const _: () = assert!(
 const MAX_FRAGMENTS: usize = MAX_DATA_SHARDS as usize + MAX_PARITY_SHARDS as usize;
 const _: () = assert!(
     32 + 8
+        + 8
         + 1
         + 32
         + (4 + MAX_BUCKET_NAME_SIZE_BYTES)
@@ -101,20 +104,36 @@ pub enum TxKind {
         /// Account name, `[a-z0-9-]`, 1..=64 bytes.
         name: String,
     },
-    /// The signer registers a node it operates.
+    /// The signer registers a node it operates; the node stays pending (no roles, no
+    /// capacity) until an [`TxKind::AdmitNode`] grants them.
     RegisterNode {
         /// Node p2p public key.
         node: NodeId,
         /// Failure zone, `[a-z0-9-]`, 1..=32 bytes.
         zone: String,
-        /// Offered roles (at least one).
+        /// Requested roles (at least one); granted only by admission.
         roles: Roles,
         /// Advertised socket addresses.
         addresses: Vec<String>,
-        /// Advertised storage capacity.
+        /// Requested storage capacity; granted only by admission.
         capacity_bytes: u64,
         /// Stake.
         stake: u64,
+        /// Proof of possession: the node key's signature over
+        /// [`crate::admission::possession_message`] (64 bytes).
+        possession: Vec<u8>,
+    },
+    /// The committee grants a registered node roles and capacity (a quorum of committee
+    /// operators sign [`crate::admission::admit_message`]); replaces any earlier grant.
+    AdmitNode {
+        /// The node.
+        node: NodeId,
+        /// Granted roles (a subset of the requested ones; none = suspend).
+        roles: Roles,
+        /// Granted capacity (at most the requested capacity).
+        capacity_bytes: u64,
+        /// (committee operator account, ed25519 signature over the admission message).
+        approvals: Vec<(AccountId, Vec<u8>)>,
     },
     /// Liveness signal of a node, signed by its operator.
     Heartbeat {
@@ -173,6 +192,8 @@ pub enum TxKind {
         bucket: String,
         /// Object key.
         key: String,
+        /// The gateway's request time; an older delete never removes a newer object.
+        request_ms: u64,
     },
     /// The signer lets `gateway` act for it (or revokes that when `allowed` is false).
     AuthorizeGateway {
@@ -235,6 +256,9 @@ pub struct Tx {
     pub signer: AccountId,
     /// Anti-replay nonce (see [`crate::NONCE_WINDOW`]).
     pub nonce: u64,
+    /// Last height at which the transaction may apply; refused after it, and refused when more
+    /// than [`crate::MAX_TX_VALIDITY_BLOCKS`] ahead of the applying height.
+    pub valid_until: u64,
     /// Operation.
     pub kind: TxKind,
 }
@@ -311,6 +335,48 @@ pub(crate) fn validate_node(
     Ok(())
 }
 
+/// Writes roles as four bools (validator, storage, gateway, cache).
+pub(crate) fn write_roles(w: &mut Writer, roles: &Roles) {
+    for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
+        w.bool(r);
+    }
+}
+
+/// Reads what [`write_roles`] wrote.
+pub(crate) fn read_roles(r: &mut Reader<'_>) -> Result<Roles, TxError> {
+    Ok(Roles {
+        validator: r.bool()?,
+        storage: r.bool()?,
+        gateway: r.bool()?,
+        cache: r.bool()?,
+    })
+}
+
+fn write_approvals(w: &mut Writer, approvals: &[(AccountId, Vec<u8>)]) {
+    w.len(approvals.len());
+    for (who, sig) in approvals {
+        w.fixed(who);
+        w.bytes(sig);
+    }
+}
+
+fn read_approvals(r: &mut Reader<'_>) -> Result<Vec<(AccountId, Vec<u8>)>, TxError> {
+    let n = r.len(MAX_APPROVALS)?;
+    let mut approvals = Vec::with_capacity(n);
+    for _ in 0..n {
+        let who = r.fixed::<32>()?;
+        approvals.push((who, r.bytes(64)?.to_vec()));
+    }
+    Ok(approvals)
+}
+
+fn check_approvals(approvals: &[(AccountId, Vec<u8>)]) -> Result<(), TxError> {
+    if approvals.iter().any(|(_, sig)| sig.len() != 64) {
+        return Err(invalid("approvals", "a signature is 64 bytes"));
+    }
+    Ok(())
+}
+
 fn check_managed_name(origin: &str, name: &str) -> Result<(), TxError> {
     let zone = |error: RecordError| TxError::InvalidZone { error };
     validate_dns_name(origin).map_err(zone)?;
@@ -335,6 +401,7 @@ impl Tx {
     fn write(&self, w: &mut Writer) {
         w.fixed(&self.signer);
         w.u64(self.nonce);
+        w.u64(self.valid_until);
         match &self.kind {
             TxKind::RegisterAccount { name } => {
                 w.u8(0);
@@ -347,19 +414,19 @@ impl Tx {
                 addresses,
                 capacity_bytes,
                 stake,
+                possession,
             } => {
                 w.u8(1);
                 w.fixed(node);
                 w.str(zone);
-                for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
-                    w.bool(r);
-                }
+                write_roles(w, roles);
                 w.len(addresses.len());
                 for a in addresses {
                     w.str(a);
                 }
                 w.u64(*capacity_bytes);
                 w.u64(*stake);
+                w.bytes(possession);
             }
             TxKind::Heartbeat { node, seq } => {
                 w.u8(2);
@@ -409,11 +476,17 @@ impl Tx {
                 manifest.write(w);
                 w.bool(*if_absent);
             }
-            TxKind::DeleteObject { owner, bucket, key } => {
+            TxKind::DeleteObject {
+                owner,
+                bucket,
+                key,
+                request_ms,
+            } => {
                 w.u8(7);
                 w.fixed(owner);
                 w.str(bucket);
                 w.str(key);
+                w.u64(*request_ms);
             }
             TxKind::AuthorizeGateway { gateway, allowed } => {
                 w.u8(8);
@@ -479,11 +552,19 @@ impl Tx {
                 w.str(origin);
                 w.str(name);
                 write_plan(w, plan);
-                w.len(approvals.len());
-                for (who, sig) in approvals {
-                    w.fixed(who);
-                    w.bytes(sig);
-                }
+                write_approvals(w, approvals);
+            }
+            TxKind::AdmitNode {
+                node,
+                roles,
+                capacity_bytes,
+                approvals,
+            } => {
+                w.u8(13);
+                w.fixed(node);
+                write_roles(w, roles);
+                w.u64(*capacity_bytes);
+                write_approvals(w, approvals);
             }
         }
     }
@@ -491,6 +572,7 @@ impl Tx {
     fn read(r: &mut Reader<'_>) -> Result<Self, TxError> {
         let signer = r.fixed::<32>()?;
         let nonce = r.u64()?;
+        let valid_until = r.u64()?;
         let kind = match r.u8()? {
             0 => TxKind::RegisterAccount {
                 name: r.str(MAX_NAME_SIZE_BYTES)?,
@@ -498,12 +580,7 @@ impl Tx {
             1 => {
                 let node = r.fixed::<32>()?;
                 let zone = r.str(MAX_ZONE_SIZE_BYTES)?;
-                let roles = Roles {
-                    validator: r.bool()?,
-                    storage: r.bool()?,
-                    gateway: r.bool()?,
-                    cache: r.bool()?,
-                };
+                let roles = read_roles(r)?;
                 let count = r.len(MAX_ADDRESSES)?;
                 let mut addresses = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -516,6 +593,7 @@ impl Tx {
                     addresses,
                     capacity_bytes: r.u64()?,
                     stake: r.u64()?,
+                    possession: r.bytes(64)?.to_vec(),
                 }
             }
             2 => TxKind::Heartbeat {
@@ -549,6 +627,7 @@ impl Tx {
                 owner: r.fixed::<32>()?,
                 bucket: r.str(MAX_BUCKET_NAME_SIZE_BYTES)?,
                 key: r.str(MAX_OBJECT_KEY_SIZE_BYTES)?,
+                request_ms: r.u64()?,
             },
             8 => TxKind::AuthorizeGateway {
                 gateway: r.fixed::<32>()?,
@@ -598,19 +677,19 @@ impl Tx {
                 let origin = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
                 let name = r.str(MAX_DNS_NAME_SIZE_BYTES)?;
                 let plan = read_plan(r)?;
-                let n = r.len(MAX_APPROVALS)?;
-                let mut approvals = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let who = r.fixed::<32>()?;
-                    approvals.push((who, r.bytes(64)?.to_vec()));
-                }
                 TxKind::DnsOverride {
                     origin,
                     name,
                     plan,
-                    approvals,
+                    approvals: read_approvals(r)?,
                 }
             }
+            13 => TxKind::AdmitNode {
+                node: r.fixed::<32>()?,
+                roles: read_roles(r)?,
+                capacity_bytes: r.u64()?,
+                approvals: read_approvals(r)?,
+            },
             _ => {
                 return Err(TxError::Malformed {
                     reason: "unknown transaction kind",
@@ -620,6 +699,7 @@ impl Tx {
         Ok(Self {
             signer,
             nonce,
+            valid_until,
             kind,
         })
     }
@@ -644,14 +724,28 @@ impl Tx {
         if self.nonce == 0 {
             return Err(invalid("nonce", "nonces start at 1"));
         }
+        if self.valid_until == 0 {
+            return Err(invalid(
+                "valid_until",
+                "must be a height >= 1; use the finalized height plus a validity window",
+            ));
+        }
         match &self.kind {
             TxKind::RegisterAccount { name } => validate_name(name),
             TxKind::RegisterNode {
                 zone,
                 roles,
                 addresses,
+                possession,
                 ..
-            } => validate_node(zone, roles, addresses),
+            } => {
+                validate_node(zone, roles, addresses)?;
+                if possession.len() != 64 {
+                    return Err(invalid("possession", "a signature is 64 bytes"));
+                }
+                Ok(())
+            }
+            TxKind::AdmitNode { approvals, .. } => check_approvals(approvals),
             TxKind::Heartbeat { .. } => Ok(()),
             TxKind::ConfigSet { key, value, .. } => {
                 check_charset("key", key, MAX_CONFIG_KEY_SIZE_BYTES, |c| {
@@ -758,10 +852,7 @@ impl Tx {
             } => {
                 check_managed_name(origin, name)?;
                 validate_plan_fields(plan).map_err(|error| TxError::PlanRejected { error })?;
-                if approvals.iter().any(|(_, sig)| sig.len() != 64) {
-                    return Err(invalid("approvals", "a signature is 64 bytes"));
-                }
-                Ok(())
+                check_approvals(approvals)
             }
         }
     }
@@ -791,14 +882,22 @@ impl SignedTx {
         Ok(Self { tx, signature })
     }
 
-    /// Checks the signature (`verify_strict`) against the signer key.
+    /// Checks the signature (`verify_strict`) against the signer key, and a node
+    /// registration's proof of possession against the node key.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = VerifyingKey::from_bytes(&self.tx.signer).map_err(|_| TxError::BadSignature)?;
         key.verify_strict(
             &self.tx.signing_message(),
             &Signature::from_bytes(&self.signature),
         )
-        .map_err(|_| TxError::BadSignature)
+        .map_err(|_| TxError::BadSignature)?;
+        if let TxKind::RegisterNode {
+            node, possession, ..
+        } = &self.tx.kind
+        {
+            crate::admission::verify_possession(&self.tx, node, possession)?;
+        }
+        Ok(())
     }
 
     /// Decode, field checks and signature: everything that needs no state.

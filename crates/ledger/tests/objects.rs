@@ -35,12 +35,20 @@ fn setup() -> State {
     State::genesis(&g).unwrap()
 }
 
+/// Request time of [`manifest`] writes (ms).
+const T0_MS: u64 = 1_700_000_000_000;
+
 fn manifest(size: u64) -> ObjectManifest {
+    manifest_at(size, T0_MS)
+}
+
+/// A manifest written at request time `modified_ms` (its write version).
+fn manifest_at(size: u64, modified_ms: u64) -> ObjectManifest {
     ObjectManifest {
         size_bytes: size,
         etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
         content_type: "application/octet-stream".into(),
-        modified_ms: 1_700_000_000_000,
+        modified_ms,
         metadata: vec![],
         placement: (0..12).map(storage_node).collect(),
         segments: if size == 0 {
@@ -75,11 +83,13 @@ fn put(owner: u8, bucket: &str, k: &str, m: ObjectManifest, if_absent: bool) -> 
     }
 }
 
-fn delete(owner: u8, bucket: &str, k: &str) -> TxKind {
+/// A delete requested at `request_ms`.
+fn delete(owner: u8, bucket: &str, k: &str, request_ms: u64) -> TxKind {
     TxKind::DeleteObject {
         owner: id(&key(owner)),
         bucket: bucket.into(),
         key: k.into(),
+        request_ms,
     }
 }
 
@@ -183,15 +193,16 @@ fn objects_account_usage_and_block_bucket_deletion() {
     assert_eq!(after("", "a/"), vec!["a/1", "a/2", "b"]);
     assert_eq!(after("a/", "zzz"), Vec::<&str>::new());
 
-    // Overwrite replaces the usage instead of adding to it.
-    block(
+    // Overwrite (a later request) replaces the usage instead of adding to it.
+    let r = block(
         &mut s,
         vec![tx(
             OWNER,
             5,
-            put(OWNER, "data", "a/1", manifest(size), false),
+            put(OWNER, "data", "a/1", manifest_at(size, T0_MS + 1), false),
         )],
     );
+    assert_eq!(r, vec![Ok(())]);
     assert_eq!(s.node(&storage_node(0)).unwrap().used_bytes, used);
     assert_eq!(s.bucket("data").unwrap().object_count, 3);
 
@@ -202,20 +213,31 @@ fn objects_account_usage_and_block_bucket_deletion() {
     let r = block(&mut s, vec![tx(OWNER, 6, del_bucket.clone())]);
     assert_eq!(r, vec![Err(TxError::BucketNotEmpty { objects: 3 })]);
 
-    let r = block(
-        &mut s,
-        vec![
-            tx(OWNER, 7, delete(OWNER, "data", "a/1")),
-            tx(OWNER, 8, delete(OWNER, "data", "a/2")),
-            tx(OWNER, 9, delete(OWNER, "data", "b")),
-            tx(OWNER, 10, delete(OWNER, "data", "b")),
-            tx(OWNER, 11, del_bucket),
-        ],
-    );
-    assert_eq!(
-        r,
-        vec![Ok(()), Ok(()), Ok(()), Err(TxError::NoSuchObject), Ok(())]
-    );
+    // Deleting an absent key succeeds (S3 semantics) and leaves only a tombstone: the counts
+    // and usage are not decremented twice, so the bucket deletion still works.
+    let later = T0_MS + 10;
+    let out = s
+        .apply_block(
+            s.height() + 1,
+            &[
+                tx(OWNER, 7, delete(OWNER, "data", "a/1", later)),
+                tx(OWNER, 8, delete(OWNER, "data", "a/2", later)),
+                tx(OWNER, 9, delete(OWNER, "data", "b", later)),
+                tx(OWNER, 10, delete(OWNER, "data", "b", later + 1)),
+                tx(OWNER, 11, del_bucket),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out.receipts, vec![Ok(()), Ok(()), Ok(()), Ok(()), Ok(())]);
+    let existed: Vec<bool> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ObjectDeleted { existed, .. } => Some(*existed),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(existed, vec![true, true, true, false]);
     assert_eq!(s.node(&storage_node(0)).unwrap().used_bytes, 0);
     assert!(s.bucket("data").is_none());
 }
@@ -244,7 +266,7 @@ fn placement_must_fit_bucket_and_registry() {
     short.placement.pop();
     short.segments[0].fragment_roots.pop();
     let mut non_storage = manifest(10);
-    non_storage.placement[3] = GENESIS_NODE; // a validator-only node
+    non_storage.placement[3] = genesis_node(); // a validator-only node
     let mut unknown = manifest(10);
     unknown.placement[0] = [1; 32];
     let r = block(

@@ -27,8 +27,15 @@ fn arb_address() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Any transaction kind that passes stateless validation.
+/// Any transaction kind that passes stateless validation when signed by [`ADMIN`].
 fn arb_kind() -> impl Strategy<Value = TxKind> {
+    arb_kind_for(ADMIN)
+}
+
+/// Any transaction kind that passes stateless validation (proof of possession included) when
+/// signed by test key `signer`.
+fn arb_kind_for(signer: u8) -> impl Strategy<Value = TxKind> {
+    use ed25519_dalek::Signer;
     prop_oneof![
         "[a-z0-9-]{1,64}".prop_map(|name| TxKind::RegisterAccount { name }),
         (
@@ -39,16 +46,54 @@ fn arb_kind() -> impl Strategy<Value = TxKind> {
             any::<u64>(),
             any::<u64>()
         )
-            .prop_map(|(node, zone, roles, addresses, capacity_bytes, stake)| {
-                TxKind::RegisterNode {
-                    node,
-                    zone,
-                    roles,
-                    addresses,
-                    capacity_bytes,
-                    stake,
+            .prop_map(
+                move |(node_seed, zone, roles, addresses, capacity_bytes, stake)| {
+                    let node_key = ed25519_dalek::SigningKey::from_bytes(&node_seed);
+                    let node = node_key.verifying_key().to_bytes();
+                    let message = admission::possession_message(
+                        &id(&key(signer)),
+                        &node,
+                        &zone,
+                        &roles,
+                        &addresses,
+                        capacity_bytes,
+                        stake,
+                    );
+                    TxKind::RegisterNode {
+                        node,
+                        zone,
+                        roles,
+                        addresses,
+                        capacity_bytes,
+                        stake,
+                        possession: node_key.sign(&message).to_bytes().to_vec(),
+                    }
                 }
-            }),
+            ),
+        (
+            any::<[u8; 32]>(),
+            any::<[bool; 4]>(),
+            any::<u64>(),
+            proptest::collection::vec((any::<[u8; 32]>(), any::<u8>()), 0..=zones::MAX_APPROVALS)
+        )
+            .prop_map(
+                |(node, [validator, storage, gateway, cache], capacity_bytes, approvals)| {
+                    TxKind::AdmitNode {
+                        node,
+                        roles: Roles {
+                            validator,
+                            storage,
+                            gateway,
+                            cache,
+                        },
+                        capacity_bytes,
+                        approvals: approvals
+                            .into_iter()
+                            .map(|(who, b)| (who, vec![b; 64]))
+                            .collect(),
+                    }
+                }
+            ),
         (any::<[u8; 32]>(), any::<u64>()).prop_map(|(node, seq)| TxKind::Heartbeat { node, seq }),
         (
             "[a-zA-Z0-9._/-]{1,128}",
@@ -86,8 +131,18 @@ fn arb_kind() -> impl Strategy<Value = TxKind> {
                     parity_shards,
                 }
             }),
-        (any::<[u8; 32]>(), "[a-z0-9]{3,20}", "[ -~]{1,100}")
-            .prop_map(|(owner, bucket, key)| TxKind::DeleteObject { owner, bucket, key }),
+        (
+            any::<[u8; 32]>(),
+            "[a-z0-9]{3,20}",
+            "[ -~]{1,100}",
+            any::<u64>()
+        )
+            .prop_map(|(owner, bucket, key, request_ms)| TxKind::DeleteObject {
+                owner,
+                bucket,
+                key,
+                request_ms
+            }),
         (any::<[u8; 32]>(), any::<bool>())
             .prop_filter("not self", |(g, _)| *g != [0; 32])
             .prop_map(|(gateway, allowed)| TxKind::AuthorizeGateway { gateway, allowed }),
@@ -137,7 +192,7 @@ struct Op {
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
-    (1u8..=3, 1u64..24, 0u8..4, 0u8..3, 0u64..4).prop_map(|(signer, nonce, what, a, b)| Op {
+    (1u8..=3, 1u64..24, 0u8..5, 0u8..3, 0u64..4).prop_map(|(signer, nonce, what, a, b)| Op {
         signer,
         nonce,
         what,
@@ -147,17 +202,31 @@ fn arb_op() -> impl Strategy<Value = Op> {
 }
 
 fn op_tx(op: &Op) -> Vec<u8> {
-    let node = if op.a == 0 {
-        GENESIS_NODE
+    use ed25519_dalek::Signer;
+    let seed = if op.a == 0 {
+        GENESIS_NODE_SEED
     } else {
-        [10 + op.a; 32]
+        10 + op.a
     };
+    let node = node_id(seed);
     let kind = match op.what {
         0 => TxKind::RegisterAccount {
             name: format!("acct-{}", op.signer),
         },
-        1 => register_node(node, "10.1.2.3:4000"),
+        1 => register_node(op.signer, seed, "10.1.2.3:4000"),
         2 => heartbeat(node, op.b),
+        // An admission approved by the committee operator (OP) granting storage and capacity
+        // b, signed at admission count b % 2, so some approvals are stale or replayed.
+        4 => {
+            let roles = roles(false, true);
+            let message = admission::admit_message("test", &node, &roles, op.b, op.b % 2);
+            TxKind::AdmitNode {
+                node,
+                roles,
+                capacity_bytes: op.b,
+                approvals: vec![(id(&key(OP)), key(OP).sign(&message).to_bytes().to_vec())],
+            }
+        }
         _ => cfg(&format!("k{}", op.a), &format!("v{}", op.b), op.b),
     };
     tx(op.signer, op.nonce, kind)
@@ -215,7 +284,10 @@ proptest! {
     }
 
     #[test]
-    fn valid_txs_round_trip(kind in arb_kind(), nonce in 1u64.., signer in 1u8..=3) {
+    fn valid_txs_round_trip(
+        (signer, kind) in (1u8..=3).prop_flat_map(|signer| (Just(signer), arb_kind_for(signer))),
+        nonce in 1u64..,
+    ) {
         let stx = signed(signer, nonce, kind);
         prop_assert_eq!(stx.tx.validate(), Ok(()));
         let bytes = stx.encode();

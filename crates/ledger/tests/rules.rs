@@ -13,8 +13,8 @@ fn malformed(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// Offset of the kind tag in an encoding: signer (32) + nonce (8).
-const TAG_OFFSET: usize = 40;
+/// Offset of the kind tag in an encoding: signer (32) + nonce (8) + valid_until (8).
+const TAG_OFFSET: usize = 48;
 
 #[test]
 fn decode_accepts_and_round_trips_a_valid_tx() {
@@ -34,7 +34,7 @@ fn decode_rejects_trailing_bytes() {
 
 #[test]
 fn decode_rejects_every_truncation() {
-    let bytes = tx(OP, 1, register_node([4; 32], "10.0.0.1:9000"));
+    let bytes = tx(OP, 1, register_node(OP, 4, "10.0.0.1:9000"));
     for len in 0..bytes.len() {
         assert_eq!(
             malformed(&bytes[..len]),
@@ -63,10 +63,10 @@ fn decode_rejects_oversize_before_parsing() {
 #[test]
 fn decode_rejects_bad_enum_tag_and_bad_bool() {
     let mut bytes = tx(ADMIN, 1, cfg("a", "v", 0));
-    bytes[TAG_OFFSET] = 13; // one past the last kind (DnsOverride = 12)
+    bytes[TAG_OFFSET] = 14; // one past the last kind (AdmitNode = 13)
     assert_eq!(malformed(&bytes), "unknown transaction kind");
 
-    let mut node = tx(OP, 1, register_node([4; 32], "10.0.0.1:9000"));
+    let mut node = tx(OP, 1, register_node(OP, 4, "10.0.0.1:9000"));
     // tag, node id (32), zone "z2" (4 + 2), then the first role bool.
     let role_offset = TAG_OFFSET + 1 + 32 + 4 + 2;
     assert_eq!(
@@ -88,6 +88,7 @@ fn decode_rejects_invalid_utf8_and_over_bound_lengths() {
     let long = Tx {
         signer: id(&key(ADMIN)),
         nonce: 1,
+        valid_until: VALID_UNTIL,
         kind: TxKind::RegisterAccount {
             name: "a".repeat(MAX_NAME_SIZE_BYTES + 1),
         },
@@ -99,6 +100,7 @@ fn decode_rejects_invalid_utf8_and_over_bound_lengths() {
     let many = Tx {
         signer: id(&key(OP)),
         nonce: 1,
+        valid_until: VALID_UNTIL,
         kind: TxKind::RegisterNode {
             node: [4; 32],
             zone: "z".into(),
@@ -106,6 +108,7 @@ fn decode_rejects_invalid_utf8_and_over_bound_lengths() {
             addresses: vec!["10.0.0.1:1".into(); MAX_ADDRESSES + 1],
             capacity_bytes: 0,
             stake: 0,
+            possession: vec![0; 64],
         },
     };
     let mut bytes = many.encode();
@@ -134,6 +137,7 @@ fn signature_tampering_is_detected() {
     let mut forged = Tx {
         signer: id(&key(ADMIN)),
         nonce: 1,
+        valid_until: VALID_UNTIL,
         kind: cfg("a", "v", 0),
     }
     .sign(&key(STRANGER));
@@ -168,13 +172,16 @@ fn stateless_field_validation() {
     assert_eq!(field_error(name("")), Some("name"));
     assert_eq!(field_error(name("a_b")), Some("name"));
 
-    let node = |zone: &str, roles: Roles, addresses: Vec<&str>| TxKind::RegisterNode {
-        node: [4; 32],
-        zone: zone.into(),
-        roles,
-        addresses: addresses.into_iter().map(String::from).collect(),
-        capacity_bytes: 1,
-        stake: 0,
+    // Signed by ADMIN, with a valid proof of possession: only the named field can fail.
+    let node = |zone: &str, roles: Roles, addresses: Vec<&str>| {
+        register_node_as(
+            ADMIN,
+            4,
+            zone,
+            roles,
+            addresses.into_iter().map(String::from).collect(),
+            1,
+        )
     };
     let storage = roles(false, true);
     assert_eq!(
@@ -222,6 +229,13 @@ fn stateless_field_validation() {
         SignedTx::decode_and_verify(&tx(ADMIN, 0, cfg("a", "v", 0))),
         Err(TxError::InvalidField { field: "nonce", .. })
     ));
+    assert!(matches!(
+        SignedTx::decode_and_verify(&signed_until(ADMIN, 1, 0, cfg("a", "v", 0)).encode()),
+        Err(TxError::InvalidField {
+            field: "valid_until",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -230,6 +244,7 @@ fn validate_checks_bounds_that_decode_also_checks() {
     let oversized = Tx {
         signer: id(&key(ADMIN)),
         nonce: 1,
+        valid_until: VALID_UNTIL,
         kind: cfg("k", &"v".repeat(MAX_CONFIG_VALUE_SIZE_BYTES + 1), 0),
     };
     assert!(matches!(
@@ -239,6 +254,7 @@ fn validate_checks_bounds_that_decode_also_checks() {
     let long_name = Tx {
         signer: id(&key(ADMIN)),
         nonce: 1,
+        valid_until: VALID_UNTIL,
         kind: TxKind::RegisterAccount {
             name: "a".repeat(MAX_NAME_SIZE_BYTES + 1),
         },
@@ -270,12 +286,16 @@ fn every_stateful_error_comes_from_the_right_input() {
         vec![
             signed(STRANGER, 1, cfg("c", "v", 0)),
             signed(ADMIN, 1, TxKind::RegisterAccount { name: "x".into() }),
-            signed(ADMIN, 2, register_node(GENESIS_NODE, "1.2.3.4:5")),
+            signed(
+                ADMIN,
+                2,
+                register_node(ADMIN, GENESIS_NODE_SEED, "1.2.3.4:5"),
+            ),
             signed(ADMIN, 3, heartbeat([8; 32], 1)),
-            signed(ADMIN, 4, heartbeat(GENESIS_NODE, 1)),
-            signed(OP, 1, heartbeat(GENESIS_NODE, 3)),
-            signed(OP, 2, heartbeat(GENESIS_NODE, 3)),
-            signed(OP, 3, heartbeat(GENESIS_NODE, 2)),
+            signed(ADMIN, 4, heartbeat(genesis_node(), 1)),
+            signed(OP, 1, heartbeat(genesis_node(), 3)),
+            signed(OP, 2, heartbeat(genesis_node(), 3)),
+            signed(OP, 3, heartbeat(genesis_node(), 2)),
             signed(ADMIN, 5, cfg("a", "v", 1)),
             signed(ADMIN, 5, cfg("b", "v", 0)),
             signed(ADMIN, 5, cfg("c", "v", 0)),
@@ -338,8 +358,8 @@ fn register_account_then_use_it() {
             1,
             &[
                 tx(STRANGER, 1, TxKind::RegisterAccount { name: "new".into() }),
-                tx(STRANGER, 2, register_node([4; 32], "10.0.0.1:9000")),
-                tx(STRANGER, 3, heartbeat([4; 32], 1)),
+                tx(STRANGER, 2, register_node(STRANGER, 4, "10.0.0.1:9000")),
+                tx(STRANGER, 3, heartbeat(node_id(4), 1)),
             ],
         )
         .unwrap();
@@ -353,11 +373,11 @@ fn register_account_then_use_it() {
                 name: "new".into()
             },
             Event::NodeRegistered {
-                node: [4; 32],
+                node: node_id(4),
                 operator: me
             },
             Event::Heartbeat {
-                node: [4; 32],
+                node: node_id(4),
                 seq: 1
             },
         ]
@@ -367,10 +387,14 @@ fn register_account_then_use_it() {
         (a.name.as_str(), a.nonce_max, a.nonce_window),
         ("new", 3, 0b111)
     );
-    let n = s.node(&[4; 32]).unwrap();
+    let n = s.node(&node_id(4)).unwrap();
     assert_eq!(n.operator, me);
     assert_eq!(n.registered_height, 1);
-    assert_eq!(n.capacity_bytes, 1 << 40);
+    // The request is recorded; nothing is granted until the committee admits the node.
+    assert_eq!(n.requested_capacity_bytes, 1 << 40);
+    assert_eq!(n.requested_roles, roles(false, true));
+    assert_eq!((n.capacity_bytes, n.admissions), (0, 0));
+    assert_eq!(n.roles, roles(false, false));
     assert_eq!(s.nodes().count(), 2);
     assert_eq!(s.accounts().count(), 3);
 }
@@ -496,10 +520,10 @@ fn heartbeat_sequence_and_height() {
         .apply_block(
             2,
             &[
-                tx(OP, 1, heartbeat(GENESIS_NODE, 1)),
-                tx(OP, 2, heartbeat(GENESIS_NODE, 5)),
-                tx(OP, 3, heartbeat(GENESIS_NODE, 5)),
-                tx(OP, 4, heartbeat(GENESIS_NODE, 4)),
+                tx(OP, 1, heartbeat(genesis_node(), 1)),
+                tx(OP, 2, heartbeat(genesis_node(), 5)),
+                tx(OP, 3, heartbeat(genesis_node(), 5)),
+                tx(OP, 4, heartbeat(genesis_node(), 4)),
             ],
         )
         .unwrap();
@@ -512,11 +536,11 @@ fn heartbeat_sequence_and_height() {
             Err(TxError::StaleHeartbeat { seq: 4, last: 5 }),
         ]
     );
-    let n = s.node(&GENESIS_NODE).unwrap();
+    let n = s.node(&genesis_node()).unwrap();
     assert_eq!((n.last_heartbeat_seq, n.last_heartbeat_height), (5, 2));
     // Seq 0 is never above the initial 0.
     let out = s
-        .apply_block(3, &[tx(OP, 5, heartbeat(GENESIS_NODE, 0))])
+        .apply_block(3, &[tx(OP, 5, heartbeat(genesis_node(), 0))])
         .unwrap();
     assert_eq!(
         out.receipts,
@@ -553,7 +577,7 @@ fn block_level_errors_leave_state_unchanged() {
         })
     );
     // A valid tx followed by a bad one: nothing is applied, the index names the bad one.
-    let mut tampered = tx(OP, 1, heartbeat(GENESIS_NODE, 1));
+    let mut tampered = tx(OP, 1, heartbeat(genesis_node(), 1));
     tampered[0] ^= 1;
     let block = vec![tx(ADMIN, 1, cfg("a", "v", 0)), tampered];
     assert_eq!(
@@ -660,8 +684,8 @@ fn entries_round_trip_gives_same_root() {
         &[
             tx(ADMIN, 1, cfg("x", "1", 0)),
             tx(STRANGER, 1, TxKind::RegisterAccount { name: "s".into() }),
-            tx(STRANGER, 2, register_node([4; 32], "[::1]:7")),
-            tx(OP, 1, heartbeat(GENESIS_NODE, 9)),
+            tx(STRANGER, 2, register_node(STRANGER, 4, "[::1]:7")),
+            tx(OP, 1, heartbeat(genesis_node(), 9)),
         ],
     )
     .unwrap();
@@ -698,9 +722,9 @@ fn take_dirty_accumulates_to_the_live_state() {
     );
     absorb(&mut mirror, dirty);
 
-    s.apply_block(2, &[tx(OP, 1, heartbeat(GENESIS_NODE, 1))])
+    s.apply_block(2, &[tx(OP, 1, heartbeat(genesis_node(), 1))])
         .unwrap();
-    s.apply_block(3, &[tx(OP, 2, heartbeat(GENESIS_NODE, 2))])
+    s.apply_block(3, &[tx(OP, 2, heartbeat(genesis_node(), 2))])
         .unwrap();
     absorb(&mut mirror, s.take_dirty());
 
@@ -720,8 +744,8 @@ fn from_entries_rejects_corrupt_input() {
     assert_eq!(corrupt(good[1..].to_vec()), "missing height entry");
     assert_eq!(corrupt(vec![(vec![], vec![])]), "empty key");
     let mut e = good.clone();
-    e.push((vec![9, 1], vec![]));
-    assert_eq!(corrupt(e), "unknown table 9");
+    e.push((vec![10, 1], vec![]));
+    assert_eq!(corrupt(e), "unknown table 10");
     let mut e = good.clone();
     e.push(e[1].clone());
     assert_eq!(corrupt(e), "duplicate key");

@@ -256,11 +256,15 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
 /// `/status` body.
 pub fn status_json(admin: &Admin) -> Value {
     let f = admin.shared.subscribe().borrow().clone();
-    let (zones, healthy, total) = admin.shared.with_state(|state| {
+    let (zones, healthy, total, pending) = admin.shared.with_state(|state| {
         let mut zones: BTreeMap<String, u64> = BTreeMap::new();
         let mut healthy = 0u64;
         let mut total = 0u64;
-        for (_, node) in state.nodes() {
+        // Pending registrations are not members: they neither count nor fill a zone.
+        for (_, node) in state
+            .nodes()
+            .filter(|(_, n)| !cairn_ledger::admission::is_pending(n))
+        {
             *zones.entry(node.zone.clone()).or_default() += 1;
             total += 1;
             if is_healthy(
@@ -271,7 +275,11 @@ pub fn status_json(admin: &Admin) -> Value {
                 healthy += 1;
             }
         }
-        (zones, healthy, total)
+        let pending = state
+            .nodes()
+            .filter(|(_, n)| cairn_ledger::admission::is_pending(n))
+            .count();
+        (zones, healthy, total, pending)
     });
     json!({
         "name": admin.name,
@@ -286,6 +294,7 @@ pub fn status_json(admin: &Admin) -> Value {
         "nodes_per_zone": zones,
         "nodes_healthy": healthy,
         "nodes_total": total,
+        "nodes_pending": pending,
     })
 }
 
@@ -298,6 +307,10 @@ fn is_healthy(height: u64, last_heartbeat_height: u64, registered_height: u64) -
     )
 }
 
+fn roles_json(r: &cairn_ledger::Roles) -> Value {
+    json!({"validator": r.validator, "storage": r.storage, "gateway": r.gateway, "cache": r.cache})
+}
+
 fn nodes_json(admin: &Admin) -> Value {
     admin.shared.with_state(|state| {
         let nodes: Vec<Value> = state
@@ -307,7 +320,11 @@ fn nodes_json(admin: &Admin) -> Value {
                     "node_id": hex(id),
                     "operator": hex(&n.operator),
                     "zone": n.zone,
-                    "roles": {"validator": n.roles.validator, "storage": n.roles.storage, "gateway": n.roles.gateway, "cache": n.roles.cache},
+                    "status": if cairn_ledger::admission::is_pending(n) { "pending" } else { "admitted" },
+                    "roles": roles_json(&n.roles),
+                    "requested_roles": roles_json(&n.requested_roles),
+                    "requested_capacity_bytes": n.requested_capacity_bytes,
+                    "admissions": n.admissions,
                     "addresses": n.addresses,
                     "capacity_bytes": n.capacity_bytes,
                     "stake": n.stake,

@@ -113,6 +113,7 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
             let tx = Tx {
                 signer: key.verifying_key().to_bytes(),
                 nonce: 1,
+                valid_until: shared[0].finalized_height() + cairn_ledger::MAX_TX_VALIDITY_BLOCKS,
                 kind: TxKind::RegisterAccount {
                     name: format!("bench-{i}"),
                 },
@@ -134,6 +135,7 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
         }
         // Pre-sign the load.
         let total = (args.rate * args.duration_secs) as usize;
+        let valid_until = shared[0].finalized_height() + cairn_ledger::MAX_TX_VALIDITY_BLOCKS;
         let txs: Vec<(bytes::Bytes, [u8; 32])> = (0..total)
             .map(|i| {
                 let a = i % keys.len();
@@ -141,6 +143,7 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
                 let tx = Tx {
                     signer: keys[a].verifying_key().to_bytes(),
                     nonce,
+                    valid_until,
                     kind: TxKind::ConfigSet {
                         key: format!("bench/{a}/{nonce}"),
                         value: "v".into(),
@@ -303,13 +306,20 @@ pub fn chain(args: ChainArgs) -> Result<(), String> {
         percentile(&block_delays, 0.50).as_secs_f64() * 1e3
     );
     let common = roots.first().map(|r| r.0).unwrap_or(0);
+    let missing = roots.iter().filter(|r| r.1.is_none()).count();
     let distinct = roots
         .iter()
-        .map(|r| r.1)
+        .filter_map(|r| r.1)
         .collect::<std::collections::BTreeSet<_>>();
     println!(
-        "  state roots          {} distinct across all nodes at height {common}",
-        distinct.len()
+        "  state roots          {} distinct across {} nodes at height {common} ({missing} without that height's root)",
+        distinct.len(),
+        roots.len() - missing
     );
+    if distinct.len() > 1 {
+        return Err(format!(
+            "nodes disagree on the state root at height {common}: a safety bug, keep the data dirs"
+        ));
+    }
     Ok(())
 }

@@ -100,6 +100,19 @@ pub fn next_nonce(endpoint: &str, account: &[u8; 32]) -> Result<u64, String> {
     Ok(a["nonce_max"].as_u64().unwrap_or(0) + 1)
 }
 
+/// How many blocks a CLI transaction stays valid (about a minute at one block per 500 ms).
+pub const CLI_TX_VALIDITY_BLOCKS: u64 = 120;
+
+/// A `valid_until` for a CLI transaction: the node's finalized height plus
+/// [`CLI_TX_VALIDITY_BLOCKS`].
+pub fn valid_until(endpoint: &str) -> Result<u64, String> {
+    let status = get_json(endpoint, "/status")?;
+    let height = status["height"]
+        .as_u64()
+        .ok_or_else(|| format!("{endpoint}/status has no height"))?;
+    Ok(height + CLI_TX_VALIDITY_BLOCKS)
+}
+
 /// POSTs a signed transaction; returns its hash (hex).
 pub fn post_tx(endpoint: &str, tx: &cairn_ledger::SignedTx) -> Result<String, String> {
     let (code, body) = request(endpoint, "POST", "/tx", &tx.encode())?;

@@ -20,7 +20,9 @@ const FINALITY_TIMEOUT_MS: u64 = 30_000;
 /// Room left in a transaction for everything but the record sets.
 const TX_OVERHEAD_BYTES: usize = 1024;
 
-fn signer(key_path: &Path) -> Result<commonware_cryptography::ed25519::PrivateKey, String> {
+pub(crate) fn signer(
+    key_path: &Path,
+) -> Result<commonware_cryptography::ed25519::PrivateKey, String> {
     let text = std::fs::read_to_string(key_path)
         .map_err(|e| format!("cannot read key file {}: {e}", key_path.display()))?;
     crate::config::private_key(&text).ok_or_else(|| {
@@ -45,6 +47,7 @@ pub fn submit_in_order(
         let tx: SignedTx = Tx {
             signer: id,
             nonce,
+            valid_until: client::valid_until(endpoint)?,
             kind,
         }
         .sign(&signing);
@@ -357,6 +360,7 @@ mod tests {
             let signed = Tx {
                 signer: [0; 32],
                 nonce: 1,
+                valid_until: 1,
                 kind: tx.clone(),
             }
             .sign(&ed25519_dalek::SigningKey::from_bytes(&[1; 32]));

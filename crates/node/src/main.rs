@@ -7,6 +7,7 @@
 //! See `docs/CONFIG.md` for the config files.
 
 mod admin;
+mod admission;
 mod bench;
 mod bench_storage;
 mod client;
@@ -19,6 +20,7 @@ mod fragment_client;
 mod fragments;
 mod net;
 mod objects;
+mod partition;
 mod run;
 mod s3;
 mod s3client;
@@ -84,10 +86,13 @@ enum Command {
         base_port: u16,
     },
     /// Run one node from its config file.
+    #[command(args_conflicts_with_subcommands = true)]
     Node {
         /// Path to node.toml.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<NodeCommand>,
     },
     /// Print the network's status as a table.
     Status {
@@ -127,7 +132,7 @@ enum Command {
         /// The devnet's directory.
         #[arg(long, default_value = "devnet")]
         dir: PathBuf,
-        /// stop-zone Z | start-zone Z | stop-node N | start-node N | status
+        /// stop-zone Z | start-zone Z | stop-node N | start-node N | partition-node N | heal-node N | status
         #[arg(required = true, num_args = 1..=2)]
         command: Vec<String>,
     },
@@ -221,6 +226,16 @@ enum TxCommand {
         #[arg(long)]
         expected_version: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Register a node you operate (it stays pending until the committee admits it).
+    Register(admission::RegisterArgs),
+    /// Print one committee operator's approval of an admission (`ACCOUNT:SIGNATURE`).
+    Approve(admission::AdmitArgs),
+    /// Submit an admission with approvals from a committee quorum.
+    Admit(admission::AdmitArgs),
 }
 
 #[derive(Subcommand)]
@@ -325,7 +340,22 @@ fn main() -> ExitCode {
                 Err(format!("{} already holds a layout", dir.display()))
             }
         }),
-        Command::Node { config } => run_single(config),
+        Command::Node {
+            command: Some(command),
+            ..
+        } => match command {
+            NodeCommand::Register(a) => admission::register(&a),
+            NodeCommand::Approve(a) => admission::approve(&a),
+            NodeCommand::Admit(a) => admission::admit(&a),
+        },
+        Command::Node {
+            config: Some(config),
+            ..
+        } => run_single(config),
+        Command::Node { .. } => Err(
+            "give --config node.toml to run a node, or a subcommand (register, approve, admit)"
+                .into(),
+        ),
         Command::Status { endpoint } => {
             restore_default_sigpipe();
             status(&endpoint)
@@ -436,6 +466,13 @@ fn run_single(path: PathBuf) -> Result<(), String> {
     })
 }
 
+fn role_list(roles: &serde_json::Value) -> Vec<&'static str> {
+    ["validator", "storage", "gateway", "cache"]
+        .into_iter()
+        .filter(|r| roles[*r].as_bool() == Some(true))
+        .collect()
+}
+
 fn status(endpoint: &str) -> Result<(), String> {
     let status = client::get_json(endpoint, "/status")?;
     let nodes = client::get_json(endpoint, "/nodes")?;
@@ -453,8 +490,8 @@ fn status(endpoint: &str) -> Result<(), String> {
         println!("zones      {}", parts.join(" "));
     }
     println!(
-        "healthy    {}/{}",
-        status["nodes_healthy"], status["nodes_total"]
+        "healthy    {}/{} ({} pending admission)",
+        status["nodes_healthy"], status["nodes_total"], status["nodes_pending"]
     );
     println!();
     println!(
@@ -464,13 +501,24 @@ fn status(endpoint: &str) -> Result<(), String> {
     for n in nodes["nodes"].as_array().cloned().unwrap_or_default() {
         let id = n["node_id"].as_str().unwrap_or("");
         let admin_addr = n["addresses"].get(1).and_then(|a| a.as_str()).unwrap_or("");
+        if n["status"] == "pending" {
+            // Never contact a pending node: its addresses are its own claim.
+            println!(
+                "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} (requested) {}",
+                &id[..id.len().min(16)],
+                n["zone"].as_str().unwrap_or("?"),
+                "no",
+                admin_addr,
+                "-",
+                "pending",
+                role_list(&n["requested_roles"]).join(",")
+            );
+            continue;
+        }
         let height = client::get_json(admin_addr, "/status")
             .map(|s| s["height"].to_string())
             .unwrap_or_else(|_| "down".into());
-        let roles: Vec<&str> = ["validator", "storage", "gateway", "cache"]
-            .into_iter()
-            .filter(|r| n["roles"][*r].as_bool() == Some(true))
-            .collect();
+        let roles = role_list(&n["roles"]);
         let in_committee = committee.iter().any(|c| c.as_str() == Some(id));
         println!(
             "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {}",
@@ -529,6 +577,7 @@ fn submit_tx(
     let tx = Tx {
         signer,
         nonce,
+        valid_until: client::valid_until(endpoint)?,
         kind,
     }
     .sign(&account_key(&key));

@@ -23,6 +23,8 @@ pub const SIG_CACHE_CAPACITY: usize = 500_000;
 /// (2 s: a node's health is judged by heartbeats within `HEALTH_WINDOW_BLOCKS`, which must
 /// span a few heartbeats even when blocks come every ~100 ms under load.)
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+/// Blocks a heartbeat stays valid: a late heartbeat says nothing about now.
+pub const HEARTBEAT_VALIDITY_BLOCKS: u64 = 20;
 
 /// Errors starting a node process.
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +301,7 @@ async fn heartbeats(
         let tx = Tx {
             signer: id,
             nonce,
+            valid_until: shared.finalized_height() + HEARTBEAT_VALIDITY_BLOCKS,
             kind: TxKind::Heartbeat { node: id, seq },
         }
         .sign(&signing);

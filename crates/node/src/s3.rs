@@ -15,8 +15,14 @@ use serde::Deserialize;
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-/// Longest a write waits for its transaction to finalize before answering 503.
-pub const COMMIT_TIMEOUT_MS: u64 = 10_000;
+/// Blocks an S3 write's transaction stays valid (`valid_until` = finalized height + this):
+/// about 20 s on an idle chain (one block per 500 ms), less under load.
+pub const S3_TX_VALIDITY_BLOCKS: u64 = 40;
+/// Longest a write waits for its transaction before answering 503. Normally the answer comes
+/// sooner: the receipt, or the finalized `valid_until` height without it (then the write can
+/// never apply). Only a node cut off from the chain for this long answers 503 with the outcome
+/// unknown; if that write applies later, the ledger's write order still keeps any newer one.
+pub const COMMIT_TIMEOUT_MS: u64 = 30_000;
 /// Transactions this gateway has in flight at once (inside the ledger's 64-nonce window).
 pub const MAX_INFLIGHT_TXS: usize = 48;
 /// Longest a write waits for an in-flight slot before answering 503 SlowDown.
@@ -66,9 +72,11 @@ impl NodeLedger {
             .ok_or_else(|| {
                 CommitError::Unavailable("this node's account is not registered".into())
             })?;
+        let valid_until = self.shared.finalized_height() + S3_TX_VALIDITY_BLOCKS;
         let tx = Tx {
             signer,
             nonce,
+            valid_until,
             kind,
         }
         .sign(&self.key);
@@ -85,10 +93,19 @@ impl NodeLedger {
                     if let Some(i) = b.tx_hashes.iter().position(|h| *h == hash) {
                         return b.receipts[i].clone().map_err(CommitError::Rejected);
                     }
+                    if b.summary.height >= valid_until {
+                        return Err(expired(valid_until));
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let TxStatus::Finalized { result, .. } = self.shared.tx_status(&hash) {
-                        return result.map_err(CommitError::Rejected);
+                    match self.shared.tx_status(&hash) {
+                        TxStatus::Finalized { result, .. } => {
+                            return result.map_err(CommitError::Rejected)
+                        }
+                        _ if self.shared.finalized_height() >= valid_until => {
+                            return Err(expired(valid_until))
+                        }
+                        _ => {}
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -97,6 +114,13 @@ impl NodeLedger {
             }
         }
     }
+}
+
+/// The write's expiry height finalized without it: it can never apply.
+fn expired(valid_until: u64) -> CommitError {
+    CommitError::Unavailable(format!(
+        "not finalized by its expiry height {valid_until}, so it will never apply; retry the request"
+    ))
 }
 
 impl Ledger for NodeLedger {
@@ -127,7 +151,7 @@ impl Ledger for NodeLedger {
         match tokio::time::timeout(Duration::from_millis(COMMIT_TIMEOUT_MS), self.finalize(kind)).await {
             Ok(r) => r,
             Err(_) => Err(CommitError::Unavailable(format!(
-                "not finalized within {COMMIT_TIMEOUT_MS} ms; the committee may have lost its quorum"
+                "not finalized within {COMMIT_TIMEOUT_MS} ms and this node has not seen its expiry height; the committee may have lost its quorum or this node is cut off. If the write applies later, any newer write to the key still wins"
             ))),
         }
     }

@@ -50,6 +50,8 @@ struct NodeProc {
     log: PathBuf,
     admin: String,
     s3: Option<String>,
+    p2p_port: u16,
+    partitioned: bool,
     child: Option<Child>,
 }
 
@@ -77,11 +79,18 @@ impl Devnet {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
-        // SAFETY: prctl is async-signal-safe; it makes the node die with the devnet even if
-        // the devnet itself is SIGKILLed.
+        // Its own group id lets `drill partition` match its packets (root only).
+        let gid = crate::partition::available().then(|| crate::partition::node_gid(n.p2p_port));
+        // SAFETY: prctl, setgroups and setgid are async-signal-safe; prctl makes the node die
+        // with the devnet even if the devnet itself is SIGKILLed.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(gid) = gid {
+                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -149,6 +158,19 @@ impl Devnet {
                     Ok(format!("started {}", names.join(" ")))
                 }
             }
+            "partition-node" | "heal-node" => {
+                let picked = self.select("node", arg)?;
+                let cut = cmd == "partition-node";
+                let ports: Vec<u16> = self.nodes.iter().map(|n| n.p2p_port).collect();
+                for &i in &picked {
+                    self.set_partition(i, &ports, cut)?;
+                }
+                Ok(format!(
+                    "{} {}",
+                    if cut { "partitioned (p2p cut)" } else { "healed" },
+                    arg
+                ))
+            }
             "status" => Ok(self
                 .nodes
                 .iter()
@@ -163,7 +185,7 @@ impl Devnet {
                 .collect::<Vec<_>>()
                 .join(" ")),
             _ => {
-                Err("commands: stop-zone Z, start-zone Z, stop-node N, start-node N, status".into())
+                Err("commands: stop-zone Z, start-zone Z, stop-node N, start-node N, partition-node N, heal-node N, status".into())
             }
         }
     }
@@ -180,7 +202,25 @@ impl Devnet {
         }
     }
 
+    fn set_partition(&mut self, i: usize, ports: &[u16], cut: bool) -> Result<(), String> {
+        let n = &self.nodes[i];
+        if n.partitioned == cut {
+            return Ok(());
+        }
+        let peers: Vec<u16> = ports.iter().copied().filter(|p| *p != n.p2p_port).collect();
+        let tag = format!("cairn-devnet {} {}", n.name, n.p2p_port);
+        crate::partition::set(n.p2p_port, &peers, &tag, cut)?;
+        self.nodes[i].partitioned = cut;
+        Ok(())
+    }
+
     fn shutdown(&mut self) {
+        let ports: Vec<u16> = self.nodes.iter().map(|n| n.p2p_port).collect();
+        for i in 0..self.nodes.len() {
+            if let Err(e) = self.set_partition(i, &ports, false) {
+                println!("could not heal {}: {e}", self.nodes[i].name);
+            }
+        }
         for n in &mut self.nodes {
             if let Some(c) = &n.child {
                 // SAFETY: plain kill(2) on a child we spawned and have not reaped.
@@ -254,6 +294,8 @@ pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
             log: node_dir.join("node.log"),
             admin: cfg.file.admin_listen.to_string(),
             s3: cfg.file.s3.as_ref().map(|s| s.listen.to_string()),
+            p2p_port: cfg.file.p2p_listen.port(),
+            partitioned: false,
             child: None,
         });
     }
@@ -395,6 +437,7 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
     let key = devnet::admin_key();
     let signer = node_id(&key);
     let first_nonce = client::next_nonce(admin, &signer)?;
+    let valid_until = client::valid_until(admin)?;
     let gateways: Vec<[u8; 32]> = configs[0]
         .genesis
         .nodes
@@ -407,6 +450,7 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
         let tx = Tx {
             signer,
             nonce,
+            valid_until,
             kind: TxKind::AuthorizeGateway {
                 gateway,
                 allowed: true,

@@ -4,11 +4,17 @@
 use cairn_ledger::*;
 use ed25519_dalek::SigningKey;
 
-/// Node id registered in [`genesis`], operated by `key(OP)`.
-pub const GENESIS_NODE: NodeId = [9; 32];
+/// Seed of the node key of the one node in [`genesis`] (the genesis committee).
+pub const GENESIS_NODE_SEED: u8 = 9;
+
+/// Node id registered in [`genesis`] as its only validator (the committee), operated by
+/// `key(OP)`; a real key's id, so tests can sign proofs of possession for it.
+pub fn genesis_node() -> NodeId {
+    node_id(GENESIS_NODE_SEED)
+}
 /// Genesis account with no node.
 pub const ADMIN: u8 = 1;
-/// Genesis account operating [`GENESIS_NODE`].
+/// Genesis account operating [`genesis_node`].
 pub const OP: u8 = 2;
 /// A key with no account at genesis.
 pub const STRANGER: u8 = 3;
@@ -38,7 +44,7 @@ pub fn genesis() -> Genesis {
             (id(&key(OP)), "op".into()),
         ],
         nodes: vec![(
-            GENESIS_NODE,
+            genesis_node(),
             NodeRecordInit {
                 operator: id(&key(OP)),
                 zone: "z1".into(),
@@ -52,13 +58,81 @@ pub fn genesis() -> Genesis {
 }
 
 pub fn signed(signer: u8, nonce: u64, kind: TxKind) -> SignedTx {
+    signed_until(signer, nonce, VALID_UNTIL, kind)
+}
+
+/// Like [`signed`] with an explicit `valid_until` height.
+pub fn signed_until(signer: u8, nonce: u64, valid_until: u64, kind: TxKind) -> SignedTx {
     let k = key(signer);
     Tx {
         signer: id(&k),
         nonce,
+        valid_until,
         kind,
     }
     .sign(&k)
+}
+
+/// `valid_until` of test transactions: valid from genesis through this height.
+pub const VALID_UNTIL: u64 = MAX_TX_VALIDITY_BLOCKS;
+
+/// The node id of test node key `seed`.
+pub fn node_id(seed: u8) -> NodeId {
+    id(&key(seed))
+}
+
+/// A registration of node key `node_seed` by operator `operator`, with its proof of possession.
+pub fn register_node_as(
+    operator: u8,
+    node_seed: u8,
+    zone: &str,
+    roles: Roles,
+    addresses: Vec<String>,
+    capacity_bytes: u64,
+) -> TxKind {
+    use ed25519_dalek::Signer;
+    let node = node_id(node_seed);
+    let message = admission::possession_message(
+        &id(&key(operator)),
+        &node,
+        zone,
+        &roles,
+        &addresses,
+        capacity_bytes,
+        5,
+    );
+    TxKind::RegisterNode {
+        node,
+        zone: zone.into(),
+        roles,
+        addresses,
+        capacity_bytes,
+        stake: 5,
+        possession: key(node_seed).sign(&message).to_bytes().to_vec(),
+    }
+}
+
+/// An `AdmitNode` granting `roles`/`capacity_bytes` to `node`, approved by `approvers`.
+pub fn admit(
+    state: &State,
+    node: NodeId,
+    roles: Roles,
+    capacity_bytes: u64,
+    approvers: &[u8],
+) -> TxKind {
+    use ed25519_dalek::Signer;
+    let admissions = state.node(&node).map_or(0, |n| n.admissions);
+    let message =
+        admission::admit_message(state.chain_id(), &node, &roles, capacity_bytes, admissions);
+    TxKind::AdmitNode {
+        node,
+        roles,
+        capacity_bytes,
+        approvals: approvers
+            .iter()
+            .map(|a| (id(&key(*a)), key(*a).sign(&message).to_bytes().to_vec()))
+            .collect(),
+    }
 }
 
 pub fn tx(signer: u8, nonce: u64, kind: TxKind) -> Vec<u8> {
@@ -77,15 +151,16 @@ pub fn heartbeat(node: NodeId, seq: u64) -> TxKind {
     TxKind::Heartbeat { node, seq }
 }
 
-pub fn register_node(node: NodeId, address: &str) -> TxKind {
-    TxKind::RegisterNode {
-        node,
-        zone: "z2".into(),
-        roles: roles(false, true),
-        addresses: vec![address.into()],
-        capacity_bytes: 1 << 40,
-        stake: 5,
-    }
+/// A storage-node registration of node key `node_seed` in zone z2, by `operator`.
+pub fn register_node(operator: u8, node_seed: u8, address: &str) -> TxKind {
+    register_node_as(
+        operator,
+        node_seed,
+        "z2",
+        roles(false, true),
+        vec![address.into()],
+        1 << 40,
+    )
 }
 
 pub fn account(nonce_max: u64, nonce_window: u64) -> Account {
