@@ -68,9 +68,11 @@ pub enum RequesterKind {
 
 /// THE ONE PLACE where ledger roles become fragment rights.
 ///
-/// Today: the `gateway` role on the requester's node record in finalized state. When node
-/// admission lands (issue 10 item 1), switch this to *admitted / granted* roles, and add
-/// repair and audit workers; nothing else in the fragment code reads roles.
+/// Today: the `gateway` role on the requester's node record in finalized state. Since node
+/// admission (issue 10 item 1) the record's `roles` are the roles *granted* by the committee
+/// (a pending registration has none), so a self-registered node gets no fragment rights. The
+/// ledger owner may tighten this further here; repair and audit workers will be added here
+/// too. Nothing else in the fragment code reads roles.
 pub fn requester_kind(state: &State, requester: &NodeId) -> Option<RequesterKind> {
     let node = state.node(requester)?;
     node.roles.gateway.then_some(RequesterKind::Gateway)
