@@ -4,6 +4,7 @@
 //! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
 //! (Prometheus text). Connections, timeouts and body rates are bounded by `crate::conn`.
+//! Fragments are not served here but on the node's own fragment listener (`crate::fragments`).
 
 use crate::config::{hex, hex32};
 use bytes::Bytes;
@@ -35,8 +36,6 @@ pub struct Admin {
     pub blocks: BlockReader,
     /// Renders runtime metrics (Prometheus text).
     pub metrics: Box<dyn Fn() -> String + Send + Sync>,
-    /// This node's fragment store (storage nodes only).
-    pub fragments: Option<cairn_storage::FragmentStore>,
 }
 
 /// Binds the admin listener (fails fast with a clear error if the port is taken).
@@ -105,7 +104,6 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (_, ["fragments", root]) => crate::fragments::handle(admin, req, root).await,
         (&Method::GET, ["status"]) => json_response(StatusCode::OK, status_json(admin)),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
         (&Method::GET, ["blocks", height]) => {

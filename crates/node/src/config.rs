@@ -71,6 +71,9 @@ pub struct NodeFile {
     pub p2p_listen: SocketAddr,
     /// Address the admin HTTP API binds.
     pub admin_listen: SocketAddr,
+    /// Address the fragment listener binds (storage nodes: required; others: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_listen: Option<SocketAddr>,
     /// Optional tunables.
     #[serde(default)]
     pub tuning: Tuning,
@@ -138,6 +141,9 @@ pub struct GenesisNode {
     /// S3 address clients use (gateways; the IP managed names like `s3.<zone>` point at).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_address: Option<SocketAddr>,
+    /// Fragment listener address gateways use (storage nodes; `addresses[3]` of the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_address: Option<SocketAddr>,
     /// Advertised capacity.
     pub capacity_bytes: u64,
     /// Stake.
@@ -351,17 +357,39 @@ impl GenesisFile {
                 }
             }
             accounts.push((id, n.name.clone()));
+            // Positions: [0] p2p, [1] admin, [2] S3, [3] fragments. A node with a fragment
+            // listener but no S3 endpoint repeats its admin address at [2] as a placeholder
+            // (only gateway records' [2] is read as S3, and gateways must have one then).
+            let s3_slot = match (n.s3_address, n.fragment_address) {
+                (Some(s3), _) => Some(s3),
+                (None, Some(_)) if roles.gateway => {
+                    return Err((
+                        "nodes.s3_address",
+                        format!(
+                            "gateway {} has a fragment_address but no s3_address; add one",
+                            n.name
+                        ),
+                    ))
+                }
+                (None, Some(_)) => Some(n.admin_address),
+                (None, None) => None,
+            };
             nodes.push((
                 id,
                 NodeRecordInit {
                     operator: id,
                     zone: n.zone.clone(),
                     roles,
-                    addresses: [Some(n.p2p_address), Some(n.admin_address), n.s3_address]
-                        .into_iter()
-                        .flatten()
-                        .map(|a| a.to_string())
-                        .collect(),
+                    addresses: [
+                        Some(n.p2p_address),
+                        Some(n.admin_address),
+                        s3_slot,
+                        n.fragment_address,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.to_string())
+                    .collect(),
                     capacity_bytes: n.capacity_bytes,
                     stake: n.stake,
                 },
@@ -382,6 +410,50 @@ impl GenesisFile {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn genesis_advertises_fragment_address_at_position_3() {
+        let dir = std::env::temp_dir().join(format!("cairn-cfg-frag-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = crate::devnet::Layout {
+            nodes: 3,
+            zones: 1,
+            validators: 1,
+            gateways: 1,
+            base_port: 40_000,
+            chain_id: "t".into(),
+        };
+        assert!(
+            crate::devnet::ensure_layout(&dir, &layout, crate::devnet::Keys::Deterministic)
+                .unwrap()
+        );
+        let genesis = super::GenesisFile::load(&dir.join("genesis.toml")).unwrap();
+        let ledger = genesis.to_ledger().unwrap();
+        let addrs = |i: usize| ledger.nodes[i].1.addresses.clone();
+        // n00, n01: storage only, no S3: admin repeated at [2] as a placeholder.
+        assert_eq!(
+            addrs(0),
+            [
+                "127.0.0.1:40000",
+                "127.0.0.1:41000",
+                "127.0.0.1:41000",
+                "127.0.0.1:44000"
+            ]
+        );
+        // n02: the gateway: S3 at [2], fragments at [3].
+        assert_eq!(addrs(2)[3], "127.0.0.1:44002");
+        assert!(addrs(2)[2].ends_with(":42002"));
+        let node = super::NodeConfig::load(&dir.join("nodes/n01/node.toml")).unwrap();
+        assert_eq!(
+            node.file.fragment_listen,
+            Some("127.0.0.1:44001".parse().unwrap())
+        );
+        // A gateway with a fragment address but no S3 address is refused.
+        let mut bad = genesis.clone();
+        bad.nodes[2].s3_address = None;
+        assert_eq!(bad.to_ledger().unwrap_err().0, "nodes.s3_address");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn node_key_and_account_key_agree() {
         use commonware_cryptography::Signer as _;

@@ -27,7 +27,8 @@ pub struct Layout {
     /// Nodes with the gateway role (S3 and `s3.<zone>` endpoints): the last `gateways` nodes,
     /// so validators lose it first.
     pub gateways: usize,
-    /// First p2p port; admin ports start at `base_port + 1000`.
+    /// First p2p port; admin ports start at `base_port + 1000`, S3 at `+ 2000`, DNS at
+    /// `+ 3000`, fragment listeners at `+ 4000`.
     pub base_port: u16,
     /// Chain id.
     pub chain_id: String,
@@ -50,6 +51,11 @@ pub fn s3_ip(i: usize) -> IpAddr {
         1 + (i / 250) as u8,
         (i % 250 + 1) as u8,
     ))
+}
+
+/// Fragment listener port of node `i`.
+pub fn fragment_port(layout: &Layout, i: usize) -> u16 {
+    layout.base_port + 4000 + i as u16
 }
 
 /// S3 port of node `i`.
@@ -179,7 +185,10 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
             layout.validators, layout.nodes
         ));
     }
-    if usize::from(layout.base_port) + 3000 + layout.nodes > usize::from(u16::MAX) {
+    if layout.nodes > 1000 {
+        return Err("at most 1000 nodes (each listener kind has a block of 1000 ports)".into());
+    }
+    if usize::from(layout.base_port) + 4000 + layout.nodes > usize::from(u16::MAX) {
         return Err("--base-port too high for this many nodes".into());
     }
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -204,6 +213,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
         }
         let p2p = SocketAddr::new(ip, layout.base_port + i as u16);
         let admin = SocketAddr::new(ip, layout.base_port + 1000 + i as u16);
+        let fragments = SocketAddr::new(ip, fragment_port(layout, i));
         nodes.push(GenesisNode {
             public_key: hex(key.public_key().as_ref()),
             name: name.clone(),
@@ -212,6 +222,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
             p2p_address: p2p,
             admin_address: admin,
             s3_address: gateway.then(|| SocketAddr::new(s3_ip(i), s3_port(layout, i))),
+            fragment_address: Some(fragments),
             capacity_bytes: 1 << 40,
             stake: 1_000,
         });
@@ -223,6 +234,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
                 data_dir: "data".into(),
                 p2p_listen: p2p,
                 admin_listen: admin,
+                fragment_listen: Some(fragments),
                 tuning: Tuning::default(),
                 s3: gateway.then(|| S3File {
                     listen: SocketAddr::new(s3_ip(i), s3_port(layout, i)),

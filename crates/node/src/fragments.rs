@@ -1,87 +1,382 @@
-//! Fragment transfer between nodes over HTTP: `PUT /fragments/{root}` and
-//! `GET /fragments/{root}` on each storage node's API port, and [`HttpTransport`], the client
-//! side used by the gateway pipeline.
+//! The fragment listener of a storage node: `PUT /fragments/{root}` and
+//! `GET /fragments/{root}` on its own port (`fragment_listen` in `node.toml`, advertised as
+//! `addresses[3]` of the node's ledger record), separate from the admin API. The client side
+//! is [`crate::fragment_client::HttpTransport`].
 //!
-//! Authentication: every request carries `x-cairn-node` (the requester's node id, hex),
-//! `x-cairn-time-ms` and `x-cairn-signature`, an ed25519 signature by that node's key over
-//! [`AUTH_DOMAIN`] ‖ method ‖ root ‖ time. The server accepts it only if the signer is a node
-//! registered in finalized ledger state and the time is within [`MAX_CLOCK_SKEW_MS`]. The
-//! body needs no signature: it is content-addressed, and the store refuses bytes that do not
-//! hash to the root in the path. A replayed PUT is idempotent; a replayed GET reveals only what
-//! the original requester could read.
+//! Access by role: every request carries a ticket signed by the requesting node (see
+//! [`crate::fragment_auth`] for the signed message and headers). Only gateway nodes may PUT
+//! (for a ticket naming this node, the root and the body length) or GET; tickets are fresh for
+//! [`crate::fragment_auth::MAX_REQUEST_AGE_MS`] and single-use (replay cache of at most
+//! [`crate::fragment_auth::MAX_REPLAY_ENTRIES`] entries).
 //!
-//! Limits: bodies up to [`MAX_FRAGMENT_SIZE_BYTES`], a bounded number of concurrent writes per
-//! store (`503 Busy` beyond it), keep-alive connections with `TCP_NODELAY` (at most
-//! [`MAX_IDLE_CONNECTIONS_PER_NODE`] idle per node), and a per-request timeout on the client.
+//! Bounded resources, checked in this order, all before a body byte is read:
+//! * at most [`MAX_CONNECTIONS`] connections (more wait in the accept queue), `TCP_NODELAY`,
+//!   request heads of at most [`MAX_HEAD_SIZE_BYTES`] (431 beyond), and a head (and keep-alive
+//!   idle) timeout of [`HEADER_READ_TIMEOUT_MS`];
+//! * a PUT must declare `Content-Length` (411 otherwise) of at most
+//!   `MAX_FRAGMENT_SIZE_BYTES` (413);
+//! * the ticket is checked (403 / 421 / 400);
+//! * the body's bytes are reserved from a budget of [`MAX_INFLIGHT_BODY_BYTES`] shared by all
+//!   uploads and downloads in flight; over budget the answer is `503 SlowDown` with
+//!   `Retry-After`. A GET reserves its fragment's size before reading it from disk and holds it
+//!   until the response is sent;
+//! * the body must arrive within [`BODY_TIMEOUT_BASE_MS`] plus its length at
+//!   [`MIN_BODY_RATE_BYTES_PER_S`] (408 otherwise).
+//!
+//! Errors are JSON `{"error": CODE, "message": ...}` with the status of [`FragmentError`].
 
 use crate::{
-    admin::{error, read_body, Admin},
-    config::{hex, unhex},
+    config::unhex,
+    fragment_auth::{self, AuthError, Presented, ReplayCache, RequesterKind},
 };
 use bytes::Bytes;
-use cairn_gateway::{FragmentTransport, TransportError};
 use cairn_ledger::{Hash, NodeId};
-use cairn_storage::{store::MAX_FRAGMENT_SIZE_BYTES, StoreError};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, HeaderMap, Request, Response, StatusCode};
+use cairn_storage::{store::MAX_FRAGMENT_SIZE_BYTES, FragmentStore, StoreError};
+use http_body_util::{BodyExt, Limited};
+use hyper::{
+    body::{Body, Frame, Incoming, SizeHint},
+    service::service_fn,
+    Request, Response, StatusCode,
+};
 use hyper_util::rt::TokioIo;
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
-/// Domain separation of fragment request signatures.
-pub const AUTH_DOMAIN: &[u8] = b"cairn/fragment/v1\0";
-/// Largest accepted difference between a request's time and the server's clock.
-pub const MAX_CLOCK_SKEW_MS: u64 = 300_000;
+/// Most concurrent connections on the fragment listener.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Request head (line + headers) limit; fragment requests need well under 1 KiB.
+pub const MAX_HEAD_SIZE_BYTES: usize = 16 * 1024;
+/// Longest a client may take to send a request head, and longest an idle keep-alive
+/// connection stays open (clients drop pooled connections sooner).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Body bytes (uploads being read plus downloads being sent) held in memory at once.
+pub const MAX_INFLIGHT_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Fixed part of the body deadline.
+pub const BODY_TIMEOUT_BASE_MS: u64 = 10_000;
+/// Slowest accepted upload rate (the body deadline grows by its length at this rate).
+pub const MIN_BODY_RATE_BYTES_PER_S: u64 = 1024 * 1024;
+/// `Retry-After` of 503 answers.
+pub const RETRY_AFTER_S: u64 = 1;
 
-fn now_ms() -> u64 {
+/// Tunable bounds of one fragment server (the constants above by default; tests shrink them).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// See [`MAX_INFLIGHT_BODY_BYTES`].
+    pub max_inflight_body_bytes: usize,
+    /// See [`HEADER_READ_TIMEOUT_MS`].
+    pub header_read_timeout_ms: u64,
+    /// See [`BODY_TIMEOUT_BASE_MS`].
+    pub body_timeout_base_ms: u64,
+    /// See [`MIN_BODY_RATE_BYTES_PER_S`].
+    pub min_body_rate_bytes_per_s: u64,
+    /// See [`crate::fragment_auth::MAX_REPLAY_ENTRIES`].
+    pub max_replay_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_inflight_body_bytes: MAX_INFLIGHT_BODY_BYTES,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS,
+            body_timeout_base_ms: BODY_TIMEOUT_BASE_MS,
+            min_body_rate_bytes_per_s: MIN_BODY_RATE_BYTES_PER_S,
+            max_replay_entries: fragment_auth::MAX_REPLAY_ENTRIES,
+        }
+    }
+}
+
+/// Why a fragment request failed; [`FragmentError::status`] is its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum FragmentError {
+    /// Not a `/fragments/{root}` path.
+    #[error("no route for {0}; the fragment listener serves only /fragments/{{root}}")]
+    NoRoute(String),
+    /// The root is not 64 hex characters.
+    #[error("fragment root must be 64 hex characters")]
+    BadRoot,
+    /// Neither PUT nor GET.
+    #[error("use PUT or GET")]
+    MethodNotAllowed,
+    /// The ticket was refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A PUT without `Content-Length` (chunked): its size could not be reserved up front.
+    #[error("PUT needs a Content-Length header (chunked bodies are refused)")]
+    LengthRequired,
+    /// A GET with a body.
+    #[error("GET takes no body")]
+    BodyOnGet,
+    /// Larger than any fragment.
+    #[error("body of {len_bytes} bytes exceeds the {max_bytes}-byte fragment limit")]
+    TooLarge {
+        /// Declared length.
+        len_bytes: u64,
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// The in-flight body budget is spent.
+    #[error("{max_bytes} body bytes already in flight on this node; retry after {RETRY_AFTER_S} s or use another node")]
+    OverCapacity {
+        /// The budget.
+        max_bytes: usize,
+    },
+    /// The body did not arrive in time.
+    #[error("body not received within {ms} ms (minimum rate {MIN_BODY_RATE_BYTES_PER_S} bytes/s)")]
+    BodyTimeout {
+        /// The deadline.
+        ms: u64,
+    },
+    /// The body was cut off or malformed.
+    #[error("body cut off or longer than its Content-Length")]
+    BodyCutOff,
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FragmentError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::BadRoot | Self::BodyOnGet | Self::BodyCutOff => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Auth(e) => e.status(),
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::OverCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            Self::Store(StoreError::Corrupt { .. }) => StatusCode::CONFLICT,
+            Self::Store(StoreError::Busy { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(StoreError::Oversize { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Store(StoreError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoRoute(_) => "NotFound",
+            Self::BadRoot => "BadRoot",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::Auth(e) => e.code(),
+            Self::LengthRequired => "MissingContentLength",
+            Self::BodyOnGet => "InvalidArgument",
+            Self::TooLarge { .. } => "FragmentTooLarge",
+            Self::OverCapacity { .. } => "SlowDown",
+            Self::BodyTimeout { .. } => "RequestTimeout",
+            Self::BodyCutOff => "IncompleteBody",
+            Self::Store(StoreError::NotFound { .. }) => "NoSuchFragment",
+            Self::Store(StoreError::Corrupt { .. }) => "FragmentCorrupt",
+            Self::Store(StoreError::Busy { .. }) => "Busy",
+            Self::Store(StoreError::Oversize { .. }) => "FragmentTooLarge",
+            Self::Store(StoreError::Io { .. }) => "DiskError",
+        }
+    }
+}
+
+/// A response body that holds its share of the in-flight byte budget until it is sent (or
+/// the connection drops).
+pub struct FragBody {
+    data: Option<Bytes>,
+    _reserved: Option<OwnedSemaphorePermit>,
+}
+
+impl FragBody {
+    fn new(data: Bytes, reserved: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            data: (!data.is_empty()).then_some(data),
+            _reserved: reserved,
+        }
+    }
+}
+
+impl Body for FragBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.get_mut().data.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+/// Checks a requester's role against finalized state (see [`fragment_auth::authorize`]).
+pub type Authorizer = Box<dyn Fn(&str, &NodeId) -> Result<RequesterKind, AuthError> + Send + Sync>;
+
+/// One storage node's fragment server.
+pub struct FragmentServer {
+    me: NodeId,
+    store: FragmentStore,
+    authorize: Authorizer,
+    replay: Mutex<ReplayCache>,
+    budget: Arc<Semaphore>,
+    limits: Limits,
+}
+
+impl FragmentServer {
+    /// A server for node `me` over `store`, checking roles with `authorize` (in a node:
+    /// [`fragment_auth::authorize`] on the current finalized state).
+    pub fn new(me: NodeId, store: FragmentStore, authorize: Authorizer, limits: Limits) -> Self {
+        Self {
+            me,
+            store,
+            authorize,
+            replay: Mutex::new(ReplayCache::new(limits.max_replay_entries)),
+            budget: Arc::new(Semaphore::new(
+                limits.max_inflight_body_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            limits,
+        }
+    }
+
+    /// Reserves `len` bytes of the in-flight budget, or refuses at once.
+    fn reserve(&self, len: u64) -> Result<OwnedSemaphorePermit, FragmentError> {
+        let over = || FragmentError::OverCapacity {
+            max_bytes: self.limits.max_inflight_body_bytes,
+        };
+        let n = u32::try_from(len.max(1)).map_err(|_| over())?;
+        self.budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| over())
+    }
+
+    fn check(
+        &self,
+        headers: &hyper::HeaderMap,
+        method: &str,
+        root: Hash,
+        len: u64,
+    ) -> Result<RequesterKind, AuthError> {
+        let presented: Presented = fragment_auth::parse(headers, method, root, len)?;
+        fragment_auth::verify(
+            &presented,
+            &self.me,
+            now_ms(),
+            |r| (self.authorize)(method, r),
+            &self.replay,
+        )
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<FragBody>, FragmentError> {
+        let path = req.uri().path().to_string();
+        let root = match path.strip_prefix("/fragments/") {
+            Some(r) if !r.contains('/') => unhex::<32>(r).ok_or(FragmentError::BadRoot)?,
+            _ => return Err(FragmentError::NoRoute(path)),
+        };
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or(FragmentError::BodyCutOff)
+            })
+            .transpose()?;
+        let chunked = req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+        match req.method().as_str() {
+            "PUT" => {
+                let len = match declared {
+                    Some(len) if !chunked => len,
+                    _ => return Err(FragmentError::LengthRequired),
+                };
+                if len > MAX_FRAGMENT_SIZE_BYTES as u64 {
+                    return Err(FragmentError::TooLarge {
+                        len_bytes: len,
+                        max_bytes: MAX_FRAGMENT_SIZE_BYTES,
+                    });
+                }
+                self.check(req.headers(), "PUT", root, len)?;
+                let reserved = self.reserve(len)?;
+                let deadline_ms = self.limits.body_timeout_base_ms
+                    + len * 1000 / self.limits.min_body_rate_bytes_per_s.max(1);
+                let body = tokio::time::timeout(
+                    Duration::from_millis(deadline_ms),
+                    Limited::new(req.into_body(), len as usize).collect(),
+                )
+                .await
+                .map_err(|_| FragmentError::BodyTimeout { ms: deadline_ms })?
+                .map_err(|_| FragmentError::BodyCutOff)?
+                .to_bytes();
+                if body.len() as u64 != len {
+                    return Err(FragmentError::BodyCutOff);
+                }
+                let store = self.store.clone();
+                off_runtime(move || store.put(&root, &body).map(|()| Bytes::new())).await?;
+                drop(reserved);
+                Ok(ok(Bytes::new(), None))
+            }
+            "GET" => {
+                if declared.unwrap_or(0) != 0 || chunked {
+                    return Err(FragmentError::BodyOnGet);
+                }
+                self.check(req.headers(), "GET", root, 0)?;
+                let size = self.store.size_of(&root)?;
+                let reserved = self.reserve(size.min(MAX_FRAGMENT_SIZE_BYTES as u64))?;
+                let store = self.store.clone();
+                // Unverified here: the requesting gateway verifies every fragment against the
+                // manifest's root (invariant 6), so hashing twice would only halve throughput.
+                let data =
+                    off_runtime(move || store.read_unverified(&root).map(Bytes::from)).await?;
+                Ok(ok(data, Some(reserved)))
+            }
+            _ => Err(FragmentError::MethodNotAllowed),
+        }
+    }
+}
+
+fn ok(data: Bytes, reserved: Option<OwnedSemaphorePermit>) -> Response<FragBody> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/octet-stream")
+        .body(FragBody::new(data, reserved))
+        .expect("static response parts are valid")
+}
+
+fn error_response(e: &FragmentError, close: bool) -> Response<FragBody> {
+    let body = serde_json::json!({"error": e.code(), "message": e.to_string()}).to_string() + "\n";
+    let mut b = Response::builder()
+        .status(e.status())
+        .header("content-type", "application/json");
+    if e.status() == StatusCode::SERVICE_UNAVAILABLE {
+        b = b.header("retry-after", RETRY_AFTER_S.to_string());
+    }
+    if close {
+        // The body was not read, so the connection's framing is unknown: close it.
+        b = b.header("connection", "close");
+    }
+    b.body(FragBody::new(Bytes::from(body), None))
+        .expect("static response parts are valid")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The signed message of one request.
-pub fn signing_message(method: &str, root: &Hash, time_ms: u64) -> Vec<u8> {
-    let mut m = AUTH_DOMAIN.to_vec();
-    m.extend_from_slice(method.as_bytes());
-    m.push(0);
-    m.extend_from_slice(root);
-    m.extend_from_slice(&time_ms.to_le_bytes());
-    m
-}
-
-/// Checks a request's signature headers; returns the requesting node or the reason to refuse.
-fn authenticate(
-    admin: &Admin,
-    headers: &HeaderMap,
-    method: &str,
-    root: &Hash,
-) -> Result<NodeId, String> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let node: NodeId = get("x-cairn-node")
-        .and_then(unhex::<32>)
-        .ok_or("missing or malformed x-cairn-node")?;
-    let time_ms: u64 = get("x-cairn-time-ms")
-        .and_then(|t| t.parse().ok())
-        .ok_or("missing or malformed x-cairn-time-ms")?;
-    let sig: [u8; 64] = get("x-cairn-signature")
-        .and_then(unhex::<64>)
-        .ok_or("missing or malformed x-cairn-signature")?;
-    if now_ms().abs_diff(time_ms) > MAX_CLOCK_SKEW_MS {
-        return Err(format!(
-            "request time is more than {MAX_CLOCK_SKEW_MS} ms from this node's clock; check NTP"
-        ));
-    }
-    if !admin.shared.with_state(|s| s.node(&node).is_some()) {
-        return Err("requester is not a registered node".into());
-    }
-    let key = VerifyingKey::from_bytes(&node).map_err(|_| "requester key is invalid")?;
-    key.verify_strict(
-        &signing_message(method, root, time_ms),
-        &Signature::from_bytes(&sig),
-    )
-    .map_err(|_| "bad request signature".to_string())?;
-    Ok(node)
 }
 
 /// Runs blocking disk work (reads, fsync) off the async workers.
@@ -96,188 +391,59 @@ async fn off_runtime(
     })
 }
 
-/// Serves `PUT|GET /fragments/{root}`.
-pub async fn handle(admin: &Admin, req: Request<Incoming>, root: &str) -> Response<Full<Bytes>> {
-    let Some(store) = admin.fragments.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotAStorageNode",
-            "this node does not store fragments",
-        );
-    };
-    let Some(root) = unhex::<32>(root) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BadRoot",
-            "expected 64 hex characters",
-        );
-    };
-    let method = req.method().as_str().to_string();
-    if let Err(why) = authenticate(admin, req.headers(), &method, &root) {
-        return error(StatusCode::FORBIDDEN, "AccessDenied", why);
-    }
-    let result = match method.as_str() {
-        "PUT" => {
-            let body = match read_body(req, MAX_FRAGMENT_SIZE_BYTES, "FragmentTooLarge").await {
-                Ok(body) => body,
-                Err(response) => return response,
-            };
-            off_runtime(move || store.put(&root, &body).map(|()| Bytes::new())).await
-        }
-        // Unverified here: the requesting gateway verifies every fragment against the
-        // manifest's root (invariant 6), so hashing twice would only halve read throughput.
-        "GET" => off_runtime(move || store.read_unverified(&root).map(Bytes::from)).await,
-        _ => {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                "use PUT or GET",
-            )
-        }
-    };
-    match result {
-        Ok(body) => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/octet-stream")
-            .body(Full::new(body))
-            .expect("static response parts are valid"),
-        Err(e @ StoreError::NotFound { .. }) => error(StatusCode::NOT_FOUND, "NoSuchFragment", e),
-        Err(e @ StoreError::Corrupt { .. }) => error(StatusCode::CONFLICT, "FragmentCorrupt", e),
-        Err(e @ StoreError::Busy { .. }) => error(StatusCode::SERVICE_UNAVAILABLE, "Busy", e),
-        Err(e @ StoreError::Oversize { .. }) => {
-            error(StatusCode::PAYLOAD_TOO_LARGE, "FragmentTooLarge", e)
-        }
-        Err(e @ StoreError::Io { .. }) => error(StatusCode::INTERNAL_SERVER_ERROR, "DiskError", e),
-    }
+/// Binds the fragment listener (fails fast with a clear error if the port is taken).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind the fragment listener on {addr}: {e}"),
+        )
+    })
 }
 
-/// Idle keep-alive connections kept per node; more are closed after use.
-pub const MAX_IDLE_CONNECTIONS_PER_NODE: usize = 16;
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// Client side: pushes and fetches fragments over HTTP, signing as this node. Connections are
-/// kept alive and reused, so a busy gateway does not burn an ephemeral port (and a TIME_WAIT
-/// slot) per fragment.
-pub struct HttpTransport {
-    key: SigningKey,
-    addresses: HashMap<NodeId, SocketAddr>,
-    timeout: Duration,
-    idle: std::sync::Mutex<HashMap<SocketAddr, Vec<Sender>>>,
-}
-
-impl HttpTransport {
-    /// A transport signing with `key` that reaches node `id` at `addresses[id]`.
-    pub fn new(key: SigningKey, addresses: HashMap<NodeId, SocketAddr>, timeout_ms: u64) -> Self {
-        Self {
-            key,
-            addresses,
-            timeout: Duration::from_millis(timeout_ms),
-            idle: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A ready idle connection to `addr`, or a new one.
-    async fn sender(&self, addr: SocketAddr) -> Result<Sender, String> {
-        loop {
-            let candidate = self
-                .idle
-                .lock()
-                .expect("idle pool lock")
-                .get_mut(&addr)
-                .and_then(Vec::pop);
-            match candidate {
-                Some(mut s) => {
-                    // A connection the server closed meanwhile is dropped, not reused.
-                    if std::future::poll_fn(|cx| s.poll_ready(cx)).await.is_ok() {
-                        return Ok(s);
-                    }
-                }
-                None => break,
-            }
-        }
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connecting: {e}"))?;
+/// Serves fragments on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, server: Arc<FragmentServer>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let header_timeout = Duration::from_millis(server.limits.header_read_timeout_ms);
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        Ok(sender)
-    }
-
-    fn release(&self, addr: SocketAddr, sender: Sender) {
-        let mut idle = self.idle.lock().expect("idle pool lock");
-        let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_CONNECTIONS_PER_NODE && !sender.is_closed() {
-            list.push(sender);
-        }
-    }
-
-    async fn request(
-        &self,
-        method: &str,
-        node: NodeId,
-        root: Hash,
-        body: Bytes,
-    ) -> Result<Bytes, TransportError> {
-        let err = |what: &str, e: &dyn std::fmt::Display| {
-            TransportError(format!("{what} node {}: {e}", hex(&node[..4])))
-        };
-        let addr = *self
-            .addresses
-            .get(&node)
-            .ok_or_else(|| err("no address for", &"unknown node"))?;
-        let time_ms = now_ms();
-        let sig = self.key.sign(&signing_message(method, &root, time_ms));
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("/fragments/{}", hex(&root)))
-            .header("host", addr.to_string())
-            .header("x-cairn-node", hex(&self.key.verifying_key().to_bytes()))
-            .header("x-cairn-time-ms", time_ms.to_string())
-            .header("x-cairn-signature", hex(&sig.to_bytes()))
-            .body(Full::new(body))
-            .map_err(|e| err("building request for", &e))?;
-        let exchange = async {
-            let mut sender = self
-                .sender(addr)
-                .await
-                .map_err(|e| err("connecting to", &e))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| err("request to", &e))?;
-            let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_FRAGMENT_SIZE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| err("reading reply of", &e))?
-                .to_bytes();
-            // Only a connection whose reply was read to the end goes back to the pool; one
-            // abandoned by a timeout or cancellation is dropped (closed) with this future.
-            self.release(addr, sender);
-            if !status.is_success() {
-                let msg = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                return Err(err(&format!("{method} {status} from"), &msg));
-            }
-            Ok(body)
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| err("timed out on", &format!("{} ms", self.timeout.as_millis())))?
+        let server = server.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let server = server.clone();
+                async move {
+                    let has_body = req
+                        .headers()
+                        .get(hyper::header::CONTENT_LENGTH)
+                        .is_some_and(|v| v.as_bytes() != b"0")
+                        || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+                    let resp = match server.handle(req).await {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "fragment request refused");
+                            error_response(&e, has_body)
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(MAX_HEAD_SIZE_BYTES)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
     }
 }
 
-impl FragmentTransport for HttpTransport {
-    async fn put(&self, node: NodeId, root: Hash, data: Bytes) -> Result<(), TransportError> {
-        self.request("PUT", node, root, data).await.map(|_| ())
-    }
-    async fn get(&self, node: NodeId, root: Hash) -> Result<Bytes, TransportError> {
-        self.request("GET", node, root, Bytes::new()).await
-    }
-    async fn hedge_delay(&self, ms: u64) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
+#[cfg(test)]
+#[path = "fragments_tests.rs"]
+mod tests;

@@ -16,6 +16,8 @@ mod conn;
 mod devnet;
 mod dns;
 mod dnscli;
+mod fragment_auth;
+mod fragment_client;
 mod fragments;
 mod net;
 mod objects;
@@ -178,6 +180,28 @@ enum Command {
         /// Env file to read credentials from when AWS_* are unset.
         #[arg(long, default_value = "devnet/s3.env")]
         env_file: PathBuf,
+    },
+    /// Print the signed headers of one fragment request as JSON (tests, debugging access).
+    #[command(hide = true)]
+    FragmentSign {
+        /// File holding the requester's hex private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// PUT or GET.
+        #[arg(long)]
+        method: String,
+        /// Hex node id of the receiving node.
+        #[arg(long)]
+        target: String,
+        /// Hex fragment root.
+        #[arg(long)]
+        root: String,
+        /// Body length in bytes (0 for GET).
+        #[arg(long, default_value_t = 0)]
+        content_length: u64,
+        /// Request time (ms since the epoch); default now.
+        #[arg(long)]
+        time_ms: Option<u64>,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -348,6 +372,14 @@ fn main() -> ExitCode {
             kind,
         } => submit_tx(&endpoint, &key, wait, kind),
         Command::Keygen => keygen(),
+        Command::FragmentSign {
+            key,
+            method,
+            target,
+            root,
+            content_length,
+            time_ms,
+        } => fragment_client::sign_cli(&key, &method, &target, &root, content_length, time_ms),
         Command::Dns {
             endpoint,
             key,

@@ -95,6 +95,29 @@ pub async fn start_node(
     if let Some(s3cfg) = &cfg.file.s3 {
         check_port("S3", s3cfg.listen)?;
     }
+    let storage = entry.roles.iter().any(|r| r == "storage");
+    let fragment_listener = match (storage, cfg.file.fragment_listen) {
+        (true, Some(addr)) => Some(crate::fragments::bind(addr).await.map_err(|source| {
+            RunError::PortTaken {
+                what: "fragment",
+                addr,
+                source,
+            }
+        })?),
+        (true, None) => {
+            return Err(RunError::Config(format!(
+                "storage node {} has no fragment_listen in node.toml; add `fragment_listen = \"IP:PORT\"` and the same fragment_address to its genesis entry",
+                entry.name
+            )))
+        }
+        (false, Some(_)) => {
+            return Err(RunError::Config(format!(
+                "node {} has fragment_listen but not the storage role; remove it",
+                entry.name
+            )))
+        }
+        (false, None) => None,
+    };
     let listener =
         admin::bind(cfg.file.admin_listen)
             .await
@@ -145,19 +168,24 @@ pub async fn start_node(
     )
     .await?;
     let metrics_ctx = ctx.child("admin");
-    let fragments = if entry.roles.iter().any(|r| r == "storage") {
+    if let Some(listener) = fragment_listener {
         let dir = cfg.file.data_dir.join("fragments");
-        Some(
-            cairn_storage::FragmentStore::open(&dir, DEFAULT_MAX_CONCURRENT_WRITES).map_err(
-                |e| RunError::Io {
-                    path: dir.display().to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                },
-            )?,
-        )
-    } else {
-        None
-    };
+        let store = cairn_storage::FragmentStore::open(&dir, DEFAULT_MAX_CONCURRENT_WRITES)
+            .map_err(|e| RunError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let shared = node.shared.clone();
+        let server = crate::fragments::FragmentServer::new(
+            id,
+            store,
+            Box::new(move |method, requester| {
+                shared.with_state(|s| crate::fragment_auth::authorize(s, method, requester))
+            }),
+            crate::fragments::Limits::default(),
+        );
+        tokio::spawn(crate::fragments::serve(listener, Arc::new(server)));
+    }
     let admin = Arc::new(Admin {
         name: entry.name.clone(),
         chain_id: genesis.chain_id.clone(),
@@ -166,7 +194,6 @@ pub async fn start_node(
         shared: node.shared.clone(),
         blocks: node.blocks.clone(),
         metrics: Box::new(move || metrics_ctx.encode()),
-        fragments,
     });
     tokio::spawn(admin::serve(listener, admin));
     let nonces = Arc::new(Nonces::new(id));

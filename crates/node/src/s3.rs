@@ -1,17 +1,17 @@
 //! The node's S3 endpoint: the gateway crate's s3s service over this node's finalized state,
 //! mempool and fragment transport, on its own hyper listener.
 
-use crate::fragments::HttpTransport;
+use crate::fragment_client::{fragment_address, HttpTransport};
 use cairn_chain::{engine::BlockReader, Nonces, Shared, SubmitError, TxStatus};
 use cairn_gateway::{
     keys::{Access, Auth, KeyStore},
     s3::{CommitError, Gateway, GatewayConfig, Ledger, VirtualHosts},
 };
-use cairn_ledger::{AccountId, NodeId, State, Tx, TxKind};
+use cairn_ledger::{AccountId, State, Tx, TxKind};
 use ed25519_dalek::SigningKey;
 use s3s::service::S3ServiceBuilder;
 use serde::Deserialize;
-use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::Semaphore};
 // Connection limits (caps, timeouts, head size, body rate) are `crate::conn::Limits`.
 
@@ -212,14 +212,6 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
-/// Node addresses for fragment transfers (genesis `addresses[1]` is the node API).
-pub fn node_addresses(state: &State) -> HashMap<NodeId, SocketAddr> {
-    state
-        .nodes()
-        .filter_map(|(id, n)| Some((*id, n.addresses.get(1)?.parse().ok()?)))
-        .collect()
-}
-
 /// Serves S3 on `listener` until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
@@ -228,10 +220,12 @@ pub async fn serve(
     domain: &str,
     cfg: GatewayConfig,
 ) {
-    let addresses = ledger.read(node_addresses);
+    // The address book follows the finalized ledger: each transfer looks its node up in the
+    // current state, so nodes registered or re-addressed after this listener started are found.
+    let shared = ledger.shared.clone();
     let transport = Arc::new(HttpTransport::new(
         ledger.key.clone(),
-        addresses,
+        Arc::new(move |id| shared.with_state(|s| s.node(id).and_then(fragment_address))),
         FRAGMENT_TIMEOUT_MS,
     ));
     let keys = Arc::new(keys);

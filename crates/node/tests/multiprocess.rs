@@ -238,12 +238,19 @@ fn devnet_storage_self_check_round_trips_over_real_sockets() {
         })
         .sum();
     assert_eq!(frags, 4, "one fragment file per node");
-    // Unsigned fragment requests are refused with a clear S3-style code.
-    let reply = get(28_600, &format!("/fragments/{}", "ab".repeat(32)));
+    // Unsigned fragment requests are refused with a clear S3-style code, on the fragment
+    // listener (base + 4000); the admin API no longer serves fragments at all.
+    let reply = get(31_600, &format!("/fragments/{}", "ab".repeat(32)));
     assert_eq!(
         reply.as_ref().and_then(|r| r["error"].as_str()),
         Some("AccessDenied"),
         "unexpected reply: {reply:?}"
+    );
+    let reply = get(28_600, &format!("/fragments/{}", "ab".repeat(32)));
+    assert_eq!(
+        reply.as_ref().and_then(|r| r["error"].as_str()),
+        Some("NotFound"),
+        "the admin API still routes /fragments: {reply:?}"
     );
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);

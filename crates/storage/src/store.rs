@@ -194,6 +194,19 @@ impl FragmentStore {
         }
     }
 
+    /// Size in bytes of the fragment file under `root` (not verified), so a server can reserve
+    /// memory for it before reading it.
+    pub fn size_of(&self, root: &Hash) -> Result<u64, StoreError> {
+        let path = self.path_of(root);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound { root: hex(root) })
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// True if a fragment file exists under `root` (not verified).
     pub fn contains(&self, root: &Hash) -> bool {
         self.path_of(root).exists()
@@ -220,9 +233,14 @@ mod tests {
         let store = FragmentStore::open(dir.path(), 4).unwrap();
         let data = vec![7u8; 10_000];
         let root = merkle::root_of(&data);
+        assert!(matches!(
+            store.size_of(&root),
+            Err(StoreError::NotFound { .. })
+        ));
         store.put(&root, &data).unwrap();
         store.put(&root, &data).unwrap();
         assert_eq!(store.get(&root).unwrap(), data);
+        assert_eq!(store.size_of(&root).unwrap(), data.len() as u64);
         // Wrong root for the content: refused, nothing stored.
         let other = merkle::root_of(b"other");
         assert!(matches!(
