@@ -10,9 +10,10 @@
 //! [`crate::fragment_auth::MAX_REPLAY_ENTRIES`] entries).
 //!
 //! Bounded resources, checked in this order, all before a body byte is read:
-//! * at most [`MAX_CONNECTIONS`] connections (more wait in the accept queue), `TCP_NODELAY`,
-//!   request heads of at most [`MAX_HEAD_SIZE_BYTES`] (431 beyond), and a head (and keep-alive
-//!   idle) timeout of [`HEADER_READ_TIMEOUT_MS`];
+//! * at most [`MAX_CONNECTIONS`] connections, [`MAX_CONNECTIONS_PER_IP`] from one source IP
+//!   (the shared gate of `crate::conn`: when full, the longest-idle connection is closed),
+//!   `TCP_NODELAY`, request heads of at most [`MAX_HEAD_SIZE_BYTES`] in total and per header
+//!   (431 beyond), and a head (and keep-alive idle) timeout of [`HEADER_READ_TIMEOUT_MS`];
 //! * a PUT must declare `Content-Length` (411 otherwise) of at most
 //!   `MAX_FRAGMENT_SIZE_BYTES` (413);
 //! * the ticket is checked (403 / 421 / 400);
@@ -35,10 +36,8 @@ use cairn_storage::{store::MAX_FRAGMENT_SIZE_BYTES, FragmentStore, StoreError};
 use http_body_util::{BodyExt, Limited};
 use hyper::{
     body::{Body, Frame, Incoming, SizeHint},
-    service::service_fn,
     Request, Response, StatusCode,
 };
-use hyper_util::rt::TokioIo;
 use std::{
     net::SocketAddr,
     pin::Pin,
@@ -53,6 +52,8 @@ use tokio::{
 
 /// Most concurrent connections on the fragment listener.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Most concurrent connections from one source IP (gateways keep a few pooled each).
+pub const MAX_CONNECTIONS_PER_IP: usize = 512;
 /// Request head (line + headers) limit; fragment requests need well under 1 KiB.
 pub const MAX_HEAD_SIZE_BYTES: usize = 16 * 1024;
 /// Longest a client may take to send a request head, and longest an idle keep-alive
@@ -403,45 +404,35 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves fragments on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, server: Arc<FragmentServer>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let header_timeout = Duration::from_millis(server.limits.header_read_timeout_ms);
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    // The same gate as the S3 and admin listeners: caps per listener and per source IP, and
+    // the longest-idle connection is closed to make room, so idle sockets never hold the
+    // slots gateways need.
+    let limits = crate::conn::Limits {
+        max_connections: MAX_CONNECTIONS,
+        max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+        header_timeout_ms: server.limits.header_read_timeout_ms,
+        max_head_bytes: MAX_HEAD_SIZE_BYTES,
+        ..crate::conn::Limits::default()
+    };
+    crate::conn::serve_http(listener, limits, move |req: Request<Incoming>| {
         let server = server.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let server = server.clone();
-                async move {
-                    let has_body = req
-                        .headers()
-                        .get(hyper::header::CONTENT_LENGTH)
-                        .is_some_and(|v| v.as_bytes() != b"0")
-                        || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
-                    let resp = match server.handle(req).await {
-                        Ok(resp) => resp,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "fragment request refused");
-                            error_response(&e, has_body)
-                        }
-                    };
-                    Ok::<_, std::convert::Infallible>(resp)
+        async move {
+            let has_body = req
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0")
+                || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+            let resp = match server.handle(req).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::debug!(error = %e, "fragment request refused");
+                    error_response(&e, has_body)
                 }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(MAX_HEAD_SIZE_BYTES)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
-        });
-    }
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

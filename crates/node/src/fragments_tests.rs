@@ -372,3 +372,30 @@ async fn transport_follows_the_address_book_per_request() {
     t.put(id(2), root, data.clone()).await.unwrap();
     assert_eq!(t.get(id(2), root).await.unwrap(), data);
 }
+
+#[tokio::test]
+async fn idle_sockets_beyond_the_caps_do_not_lock_out_a_gateway() {
+    // 1,100 idle sockets from one IP exceed both the per-IP and the global cap; the gate
+    // closes the longest-idle ones, so a gateway's request is served at once instead of
+    // waiting out the 10 s head timeout of a full listener.
+    crate::conn::raise_nofile_limit();
+    let srv = server(Limits::default()).await;
+    let mut idle = Vec::new();
+    for _ in 0..1_100 {
+        idle.push(tokio::net::TcpStream::connect(srv.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let root = cairn_storage::merkle::root_of(b"absent");
+    let t0 = std::time::Instant::now();
+    let r = raw(srv.addr, &signed_head(1, "GET", root, 0, now_ms()), b"").await;
+    assert!(
+        r.starts_with("HTTP/1.1 404"),
+        "gateway request not served: {r:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "gateway waited {:?} behind idle sockets",
+        t0.elapsed()
+    );
+    drop(idle);
+}

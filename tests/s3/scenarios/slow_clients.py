@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""slow_clients: 1,100 idle TCP sockets on each listener of node n00 (S3, admin, DNS over TCP)
+"""slow_clients: 1,100 idle TCP sockets on each listener of node n00 (S3, admin, DNS over TCP,
+fragments)
 plus 20 signed PUTs trickling one body byte every 2 s, restarted as soon as the server cuts
 them. Meanwhile an honest client keeps doing S3 PUT + GET, admin /status and DNS TCP
 queries; each must succeed within the bounds documented in docs/S3.md, docs/CONFIG.md and
@@ -184,7 +185,10 @@ def main():
     base = int(d.env("CAIRN_S3_BASE_PORT"))
     admin_port = base + 1000
     dns_port = d.dns_port(0)
-    raise_fd_limit(3 * IDLE_PER_LISTENER + SLOW_UPLOADS + 512)
+    fragment_port = base + 4000
+    listeners = (("s3", c.HOST, c.PORT), ("admin", "127.0.0.1", admin_port),
+                 ("dns", "127.0.0.1", dns_port), ("fragments", "127.0.0.1", fragment_port))
+    raise_fd_limit(len(listeners) * IDLE_PER_LISTENER + SLOW_UPLOADS + 512)
     s3 = c.client(max_attempts=1, read_timeout=60)
     bucket = c.fresh_bucket(s3, "slow")
 
@@ -197,10 +201,11 @@ def main():
     failures = []
     try:
         t_open = time.monotonic()
-        for name, host, port in (("s3", c.HOST, c.PORT), ("admin", "127.0.0.1", admin_port),
-                                 ("dns", "127.0.0.1", dns_port)):
+        # The honest PUTs go through n00, which pushes fragments to its own fragment
+        # listener too: they can only finish if idle sockets never hold its slots.
+        for name, host, port in listeners:
             idle.open(name, host, port, IDLE_PER_LISTENER)
-        c.log(f"  opened {3 * IDLE_PER_LISTENER} idle sockets in {time.monotonic() - t_open:.2f} s "
+        c.log(f"  opened {len(listeners) * IDLE_PER_LISTENER} idle sockets in {time.monotonic() - t_open:.2f} s "
               f"(refused at connect: {idle.refused})")
         slow = [threading.Thread(target=slow_upload, args=(bucket, i, stop, cuts, outcomes), daemon=True)
                 for i in range(SLOW_UPLOADS)]
@@ -235,7 +240,8 @@ def main():
         c.check(len(lat[op]) >= 3, f"too few honest {op} requests completed: {len(lat[op])}")
         c.check(max(lat[op]) <= bound, f"honest {op} took {max(lat[op]):.2f} s > {bound} s")
     c.check(left == 0, f"{left} idle sockets still open {HEADER_TIMEOUT_S + SLACK_S + 1:.0f} s after opening")
-    limit = {"s3": HEADER_TIMEOUT_S, "admin": HEADER_TIMEOUT_S, "dns": DNS_IDLE_TIMEOUT_S}
+    limit = {"s3": HEADER_TIMEOUT_S, "admin": HEADER_TIMEOUT_S, "dns": DNS_IDLE_TIMEOUT_S,
+             "fragments": HEADER_TIMEOUT_S}
     for name, xs in idle.lifetimes.items():
         c.check(len(xs) + idle.refused[name] == IDLE_PER_LISTENER, f"{name}: lost track of sockets")
         c.check(max(xs) <= limit[name] + SLACK_S, f"{name}: an idle socket lived {max(xs):.2f} s")
