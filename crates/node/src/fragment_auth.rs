@@ -397,10 +397,54 @@ impl ReplayCache {
     }
 }
 
+/// Test genesis: a gateway (key `[1; 32]`), a storage-only node (`[2; 32]`) and a cache node
+/// (`[3; 32]`), shared by this module's and the fragment server's tests.
+#[cfg(test)]
+pub(crate) fn test_state() -> State {
+    use cairn_ledger::{Genesis, NodeRecordInit, Roles};
+    let id = |k: u8| {
+        ed25519_dalek::SigningKey::from_bytes(&[k; 32])
+            .verifying_key()
+            .to_bytes()
+    };
+    let node = |k: u8, storage: bool, gateway: bool, cache: bool| {
+        (
+            id(k),
+            NodeRecordInit {
+                operator: id(k),
+                zone: "z1".into(),
+                roles: Roles {
+                    validator: k == 1,
+                    storage,
+                    gateway,
+                    cache,
+                },
+                addresses: vec!["127.0.0.1:1".into()],
+                capacity_bytes: 1 << 30,
+                stake: 0,
+            },
+        )
+    };
+    let nodes = vec![
+        node(1, true, true, false),
+        node(2, true, false, false),
+        node(3, false, false, true),
+    ];
+    let accounts = nodes
+        .iter()
+        .map(|(i, _)| (*i, format!("n{}", i[0])))
+        .collect();
+    State::genesis(&Genesis {
+        chain_id: "t".into(),
+        accounts,
+        nodes,
+    })
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_ledger::{Genesis, NodeRecordInit, Roles};
     use std::sync::Mutex;
 
     const NOW: u64 = 1_800_000_000_000;
@@ -413,41 +457,8 @@ mod tests {
         k.verifying_key().to_bytes()
     }
 
-    /// Genesis with a gateway (key 1), a storage-only node (key 2) and a cache node (key 3).
     fn state() -> State {
-        let node = |k: u8, storage: bool, gateway: bool, cache: bool| {
-            (
-                id(&key(k)),
-                NodeRecordInit {
-                    operator: id(&key(k)),
-                    zone: "z1".into(),
-                    roles: Roles {
-                        validator: k == 1,
-                        storage,
-                        gateway,
-                        cache,
-                    },
-                    addresses: vec!["127.0.0.1:1".into()],
-                    capacity_bytes: 1 << 30,
-                    stake: 0,
-                },
-            )
-        };
-        let nodes = vec![
-            node(1, true, true, false),
-            node(2, true, false, false),
-            node(3, false, false, true),
-        ];
-        let accounts = nodes
-            .iter()
-            .map(|(i, _)| (*i, format!("n{}", i[0])))
-            .collect();
-        State::genesis(&Genesis {
-            chain_id: "t".into(),
-            accounts,
-            nodes,
-        })
-        .unwrap()
+        test_state()
     }
 
     fn ticket(method: &str, target: NodeId) -> Ticket {

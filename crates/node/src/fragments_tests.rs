@@ -8,7 +8,7 @@ use crate::{
     fragment_client::HttpTransport,
 };
 use cairn_gateway::FragmentTransport;
-use cairn_ledger::{Genesis, NodeRecordInit, Roles, State};
+use cairn_ledger::State;
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -22,39 +22,7 @@ fn id(seed: u8) -> NodeId {
 
 /// Key 1: gateway; key 2: storage only (the server); key 3: cache.
 fn state() -> State {
-    let node = |k: u8, storage: bool, gateway: bool, cache: bool| {
-        (
-            id(k),
-            NodeRecordInit {
-                operator: id(k),
-                zone: "z1".into(),
-                roles: Roles {
-                    validator: k == 1,
-                    storage,
-                    gateway,
-                    cache,
-                },
-                addresses: vec!["127.0.0.1:1".into()],
-                capacity_bytes: 1 << 30,
-                stake: 0,
-            },
-        )
-    };
-    let nodes = vec![
-        node(1, true, true, false),
-        node(2, true, false, false),
-        node(3, false, false, true),
-    ];
-    let accounts = nodes
-        .iter()
-        .map(|(i, _)| (*i, format!("n{}", i[0])))
-        .collect();
-    State::genesis(&Genesis {
-        chain_id: "t".into(),
-        accounts,
-        nodes,
-    })
-    .unwrap()
+    crate::fragment_auth::test_state()
 }
 
 struct Server {
