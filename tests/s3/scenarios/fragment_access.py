@@ -61,9 +61,13 @@ def nodes(base):
     c.check_eq(status, 200, "GET /nodes")
     out = {}
     for n in json.loads(body)["nodes"]:
-        if n["status"] == "pending":
-            continue  # outsiders' registrations (the sybil scenario) are not devnet nodes
+        # Outsiders' registrations (the sybil scenario shares this devnet) are not devnet
+        # nodes: only the layout's own admin ports count.
+        if n["status"] == "pending" or len(n["addresses"]) < 4:
+            continue
         admin_port = int(n["addresses"][1].rsplit(":", 1)[1])
+        if not 0 <= admin_port - base - 1000 < 100:
+            continue
         out[admin_port - base - 1000] = n
     return out
 
