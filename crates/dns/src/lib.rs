@@ -4,8 +4,10 @@
 //! wire parser and encoder ([`wire`]); the answer logic over an immutable [`answer::Snapshot`]
 //! of finalized zones, with every positive and negative answer pre-encoded per snapshot
 //! ([`answer`]); UDP worker threads, zone transfers, NOTIFY and the per-client rate limit
-//! ([`server`]), batched with `recvmmsg`/`sendmmsg` on Linux ([`mmsg`]); and TCP through `hickory-server`, whose request handler is our answer path
-//! ([`tcp`]).
+//! ([`server`]), batched with `recvmmsg`/`sendmmsg` on Linux ([`mmsg`]); and TCP (queries,
+//! AXFR, IXFR) on our own accept loop behind a connection gate with per-IP caps and idle
+//! eviction ([`tcp`], [`gate`]). `hickory-server` is used only when the UDP benchmark compares
+//! its path with ours.
 //!
 //! Contract: answers come only from the snapshot current when the query arrived (snapshots are
 //! swapped whole); NXDOMAIN and NODATA carry the zone's SOA; names outside every zone get
