@@ -15,9 +15,10 @@
 //! until committee rotation (issue 16) and audits (issue 12) add economic weight.
 
 use crate::{
-    codec::Writer,
+    codec::{Reader, Writer},
     state::NodeRecord,
-    tx::{write_roles, Roles, Tx},
+    tx::{Roles, Tx},
+    zones::MAX_APPROVALS,
     AccountId, NodeId, State, TxError,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -191,4 +192,51 @@ pub(crate) const NO_ROLES: Roles = Roles {
 /// True if the node registered but was never admitted (it holds no role and no capacity).
 pub fn is_pending(rec: &NodeRecord) -> bool {
     rec.admissions == 0
+}
+
+// Canonical encoding of roles and committee approvals (shared by node and DNS transactions).
+
+/// Writes roles as four bools (validator, storage, gateway, cache).
+pub(crate) fn write_roles(w: &mut Writer, roles: &Roles) {
+    for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
+        w.bool(r);
+    }
+}
+
+/// Reads what [`write_roles`] wrote.
+pub(crate) fn read_roles(r: &mut Reader<'_>) -> Result<Roles, TxError> {
+    Ok(Roles {
+        validator: r.bool()?,
+        storage: r.bool()?,
+        gateway: r.bool()?,
+        cache: r.bool()?,
+    })
+}
+
+pub(crate) fn write_approvals(w: &mut Writer, approvals: &[(AccountId, Vec<u8>)]) {
+    w.len(approvals.len());
+    for (who, sig) in approvals {
+        w.fixed(who);
+        w.bytes(sig);
+    }
+}
+
+pub(crate) fn read_approvals(r: &mut Reader<'_>) -> Result<Vec<(AccountId, Vec<u8>)>, TxError> {
+    let n = r.len(MAX_APPROVALS)?;
+    let mut approvals = Vec::with_capacity(n);
+    for _ in 0..n {
+        let who = r.fixed::<32>()?;
+        approvals.push((who, r.bytes(64)?.to_vec()));
+    }
+    Ok(approvals)
+}
+
+pub(crate) fn check_approvals(approvals: &[(AccountId, Vec<u8>)]) -> Result<(), TxError> {
+    if approvals.iter().any(|(_, sig)| sig.len() != 64) {
+        return Err(TxError::InvalidField {
+            field: "approvals",
+            reason: "a signature is 64 bytes".into(),
+        });
+    }
+    Ok(())
 }

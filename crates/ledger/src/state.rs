@@ -1,7 +1,9 @@
 //! Ledger state and the block transition function.
 
 use crate::{
-    admission::{check_admit, committee_votes, CheckedAdmission, NO_ROLES},
+    admission::{
+        check_admit, committee_votes, read_roles, write_roles, CheckedAdmission, NO_ROLES,
+    },
     codec::{Reader, Writer},
     lthash::LtHash,
     objects::{
@@ -9,9 +11,9 @@ use crate::{
         split_object_key, validate_bucket_name, Bucket, ObjectRecord,
     },
     tx::{
-        read_roles, validate_name, validate_node, write_roles, Roles, SignedTx, TxKind,
-        MAX_ADDRESSES, MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES,
-        MAX_CONFIG_VALUE_SIZE_BYTES, MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
+        validate_name, validate_node, Roles, SignedTx, TxKind, MAX_ADDRESSES,
+        MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
+        MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
     },
     versions::{check_newer, Tombstone, WriteVersion, TOMBSTONE_RETENTION_BLOCKS},
     zones::{endpoint_of, node_healthy, override_message, Managed, Zone},

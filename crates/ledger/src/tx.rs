@@ -1,6 +1,7 @@
 //! Transactions: kinds, canonical encoding, stateless validation and signatures.
 
 use crate::{
+    admission::{check_approvals, read_approvals, read_roles, write_approvals, write_roles},
     codec::{Reader, Writer},
     dns::{
         read_plan, read_set, type_code, validate_name as validate_dns_name, validate_plan_fields,
@@ -13,7 +14,7 @@ use crate::{
         MAX_ETAG_SIZE_BYTES, MAX_MANIFEST_ROOTS, MAX_MANIFEST_SEGMENTS, MAX_METADATA_ENTRIES,
         MAX_METADATA_SIZE_BYTES, MAX_OBJECT_KEY_SIZE_BYTES, MAX_PARITY_SHARDS,
     },
-    zones::{in_zone, read_role, write_role, ManagedRole, MAX_APPROVALS},
+    zones::{in_zone, read_role, write_role, ManagedRole},
     AccountId, Hash, NodeId, TxError,
 };
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -331,48 +332,6 @@ pub(crate) fn validate_node(
         }
         a.parse::<std::net::SocketAddr>()
             .map_err(|_| invalid("addresses", format!("{a:?} is not ip:port")))?;
-    }
-    Ok(())
-}
-
-/// Writes roles as four bools (validator, storage, gateway, cache).
-pub(crate) fn write_roles(w: &mut Writer, roles: &Roles) {
-    for r in [roles.validator, roles.storage, roles.gateway, roles.cache] {
-        w.bool(r);
-    }
-}
-
-/// Reads what [`write_roles`] wrote.
-pub(crate) fn read_roles(r: &mut Reader<'_>) -> Result<Roles, TxError> {
-    Ok(Roles {
-        validator: r.bool()?,
-        storage: r.bool()?,
-        gateway: r.bool()?,
-        cache: r.bool()?,
-    })
-}
-
-fn write_approvals(w: &mut Writer, approvals: &[(AccountId, Vec<u8>)]) {
-    w.len(approvals.len());
-    for (who, sig) in approvals {
-        w.fixed(who);
-        w.bytes(sig);
-    }
-}
-
-fn read_approvals(r: &mut Reader<'_>) -> Result<Vec<(AccountId, Vec<u8>)>, TxError> {
-    let n = r.len(MAX_APPROVALS)?;
-    let mut approvals = Vec::with_capacity(n);
-    for _ in 0..n {
-        let who = r.fixed::<32>()?;
-        approvals.push((who, r.bytes(64)?.to_vec()));
-    }
-    Ok(approvals)
-}
-
-fn check_approvals(approvals: &[(AccountId, Vec<u8>)]) -> Result<(), TxError> {
-    if approvals.iter().any(|(_, sig)| sig.len() != 64) {
-        return Err(invalid("approvals", "a signature is 64 bytes"));
     }
     Ok(())
 }
