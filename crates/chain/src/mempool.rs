@@ -25,10 +25,10 @@ pub enum MempoolError {
 }
 
 struct Inner {
-    by_hash: HashMap<Hash, Bytes>,
+    /// Each pooled transaction with its `valid_until`.
+    by_hash: HashMap<Hash, (Bytes, u64)>,
     /// (valid_until, hash) of every pooled transaction, for eviction in expiry order.
     expiry: BTreeSet<(u64, Hash)>,
-    valid_until: HashMap<Hash, u64>,
     order: VecDeque<Hash>,
     size_bytes: usize,
     gossip: Vec<Bytes>,
@@ -53,7 +53,6 @@ impl Mempool {
             inner: Mutex::new(Inner {
                 by_hash: HashMap::new(),
                 expiry: BTreeSet::new(),
-                valid_until: HashMap::new(),
                 order: VecDeque::new(),
                 size_bytes: 0,
                 gossip: Vec::new(),
@@ -86,11 +85,10 @@ impl Mempool {
         inner.size_bytes += tx.len();
         inner.order.push_back(hash);
         inner.expiry.insert((valid_until, hash));
-        inner.valid_until.insert(hash, valid_until);
         if gossip {
             inner.gossip.push(tx.clone());
         }
-        inner.by_hash.insert(hash, tx);
+        inner.by_hash.insert(hash, (tx, valid_until));
         drop(inner);
         self.notify.notify_waiters();
         Ok(true)
@@ -113,7 +111,7 @@ impl Mempool {
             if exclude.contains(hash) {
                 continue;
             }
-            let Some(tx) = inner.by_hash.get(hash) else {
+            let Some((tx, _)) = inner.by_hash.get(hash) else {
                 continue;
             };
             if size_bytes + tx.len() > max_bytes {
@@ -130,11 +128,9 @@ impl Mempool {
         let mut inner = self.inner.lock();
         let mut removed = 0usize;
         for hash in hashes {
-            if let Some(tx) = inner.by_hash.remove(hash) {
+            if let Some((tx, valid_until)) = inner.by_hash.remove(hash) {
                 inner.size_bytes -= tx.len();
-                if let Some(v) = inner.valid_until.remove(hash) {
-                    inner.expiry.remove(&(v, *hash));
-                }
+                inner.expiry.remove(&(valid_until, *hash));
                 removed += 1;
             }
         }

@@ -11,27 +11,11 @@ use common::*;
 const OWNER: u8 = ADMIN;
 const GATEWAY: u8 = 7;
 
-fn storage_node(i: u8) -> NodeId {
-    [100 + i; 32]
-}
-
 /// Genesis plus 12 storage nodes and a registered gateway account.
 fn setup() -> State {
     let mut g = genesis();
     g.accounts.push((id(&key(GATEWAY)), "gateway".into()));
-    for i in 0..12u8 {
-        g.nodes.push((
-            storage_node(i),
-            NodeRecordInit {
-                operator: id(&key(OP)),
-                zone: format!("z{}", i % 3),
-                roles: roles(false, true),
-                addresses: vec![format!("127.0.0.1:{}", 2000 + i as u16)],
-                capacity_bytes: 1 << 40,
-                stake: 1,
-            },
-        ));
-    }
+    push_storage_nodes(&mut g, OP);
     State::genesis(&g).unwrap()
 }
 

@@ -32,10 +32,6 @@ const STORAGE_OP: u8 = 20;
 /// Request time of test writes (ms).
 const T0_MS: u64 = 1_700_000_000_000;
 
-fn storage_node(i: u8) -> NodeId {
-    [100 + i; 32]
-}
-
 /// The S3 address of committee validator `j` (0-based), 127.0.1.(j+1).
 fn validator_ip(j: u8) -> Vec<u8> {
     vec![127, 0, 1, j + 1]
@@ -81,19 +77,7 @@ fn genesis_with(validators: u8) -> Genesis {
         ));
     }
     g.accounts.push((id(&key(STORAGE_OP)), "storage".into()));
-    for i in 0..12u8 {
-        g.nodes.push((
-            storage_node(i),
-            NodeRecordInit {
-                operator: id(&key(STORAGE_OP)),
-                zone: format!("z{}", i % 3),
-                roles: roles(false, true),
-                addresses: vec![format!("127.0.0.1:{}", 2000 + u16::from(i))],
-                capacity_bytes: 1 << 40,
-                stake: 1,
-            },
-        ));
-    }
+    push_storage_nodes(&mut g, STORAGE_OP);
     g
 }
 

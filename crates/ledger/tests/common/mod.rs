@@ -163,6 +163,28 @@ pub fn register_node(operator: u8, node_seed: u8, address: &str) -> TxKind {
     )
 }
 
+/// Storage node `i` of [`push_storage_nodes`] (genesis-admitted, no key behind it).
+pub fn storage_node(i: u8) -> NodeId {
+    [100 + i; 32]
+}
+
+/// Adds 12 genesis storage nodes (1 TiB each, zones z0..z2) operated by `operator`.
+pub fn push_storage_nodes(g: &mut Genesis, operator: u8) {
+    for i in 0..12u8 {
+        g.nodes.push((
+            storage_node(i),
+            NodeRecordInit {
+                operator: id(&key(operator)),
+                zone: format!("z{}", i % 3),
+                roles: roles(false, true),
+                addresses: vec![format!("127.0.0.1:{}", 2000 + u16::from(i))],
+                capacity_bytes: 1 << 40,
+                stake: 1,
+            },
+        ));
+    }
+}
+
 pub fn account(nonce_max: u64, nonce_window: u64) -> Account {
     Account {
         name: "a".into(),
