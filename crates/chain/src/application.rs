@@ -27,6 +27,10 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
+/// How far ahead of a verifier's clock a block's timestamp may be; block time decides node
+/// health (`cairn_ledger::registry`), so this bounds how far a proposer can age every node.
+pub const MAX_BLOCK_FUTURE_MS: u64 = 5_000;
+
 /// Block builder and verifier for one node.
 #[derive(Clone)]
 pub struct Application {
@@ -118,15 +122,20 @@ where
 
     async fn verify(
         &mut self,
-        (_context, _consensus): (E, Self::Context),
+        (context, _consensus): (E, Self::Context),
         mut ancestry: impl Ancestry<Block>,
     ) -> bool {
-        // Only the tip is needed: stateless checks do not depend on ancestors.
+        // Only the tip is needed: stateless checks do not depend on ancestors, and the ledger
+        // never lets block time go backwards (it keeps the larger of parent and block time).
         let Some(block) = ancestry.next().await else {
             return false;
         };
         let block = block.inner();
         if block.txs.len() > MAX_BLOCK_TXS || block.tx_bytes() > MAX_BLOCK_TX_BYTES {
+            return false;
+        }
+        // Block time drives node health, so a proposer may not run it ahead of our clock.
+        if block.timestamp_ms > now_ms(&context).saturating_add(MAX_BLOCK_FUTURE_MS) {
             return false;
         }
         self.shared.verify_txs(&block.txs).is_ok()

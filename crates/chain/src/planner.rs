@@ -11,7 +11,8 @@
 use crate::{Nonces, Shared, TxStatus};
 use cairn_ledger::{
     dns::{next_plan, MIN_PLAN_INTERVAL_BLOCKS},
-    zones::{endpoint_of, node_healthy},
+    registry,
+    zones::endpoint_of,
     AccountId, State, Tx, TxKind,
 };
 use commonware_runtime::Clock;
@@ -47,7 +48,7 @@ pub fn plans_due(state: &State, me: &AccountId) -> Vec<TxKind> {
             }
             let mut healthy: Vec<_> = state
                 .nodes()
-                .filter(|(_, n)| node_healthy(n, height))
+                .filter(|(_, n)| registry::is_healthy(state, n))
                 .filter_map(|(_, n)| endpoint_of(n, m.role))
                 .collect();
             healthy.sort();

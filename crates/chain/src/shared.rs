@@ -273,7 +273,7 @@ impl Shared {
                 });
             }
             let outcome = state
-                .apply_verified_block(block.height, &txs)
+                .apply_verified_block(block.height, block.timestamp_ms, &txs)
                 .map_err(ApplyError::Ledger)?;
             // Still under the state lock, so no proposer or gossip admission can observe the new
             // height while the block's transactions are still pooled or unindexed (which would

@@ -446,22 +446,20 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
 
 const ORIGIN: &str = "example.test";
 /// How long the slow planner stalls, in virtual time.
-const STALL_SECS: u64 = 120;
+const STALL_SECS: u64 = 180;
 const MANAGED: &str = "s3.example.test";
 
-/// Which gateways heartbeat at `height`: 0 and 1 always; 2, 3 and 4 flap on different
-/// periods (each off for longer than the health window), so the planners keep producing
-/// generations. Gateway 4 starts off, so a plan is due early.
-fn gateways_alive(height: u64) -> Vec<usize> {
+/// Which gateways heartbeat at virtual second `secs`: 0 and 1 always; 2, 3 and 4 flap, each
+/// on for 4 s of every 24 s at its own offset (so off for longer than the ledger's 15 s health
+/// window), so the planners keep producing generations. Gateway 4 starts off, so a plan is due
+/// early.
+fn gateways_alive(secs: u64) -> Vec<usize> {
+    const _: () = assert!(24 - 4 > cairn_ledger::registry::HEALTH_WINDOW_MS / 1_000 + 2);
     let mut alive = vec![0, 1];
-    if (height / 70).is_multiple_of(2) {
-        alive.push(2);
-    }
-    if (height / 50).is_multiple_of(2) {
-        alive.push(3);
-    }
-    if !(height / 55).is_multiple_of(2) {
-        alive.push(4);
+    for (g, offset) in [(2, 0), (3, 8), (4, 16)] {
+        if (secs + offset) % 24 < 4 {
+            alive.push(g);
+        }
     }
     alive
 }
@@ -476,8 +474,12 @@ async fn drive_gateways(context: deterministic::Context, shared: Arc<Shared>) {
     let mut pending: Vec<Option<[u8; 32]>> = vec![None; keys.len()];
     loop {
         context.sleep(Duration::from_millis(200)).await;
-        let height = shared.finalized_height();
-        for g in gateways_alive(height) {
+        let secs = context
+            .current()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        for g in gateways_alive(secs) {
             if let Some(h) = pending[g] {
                 if shared.tx_status(&h) == TxStatus::Pending {
                     continue;

@@ -2,9 +2,14 @@
 //!
 //! Upload: the body streams into one segment buffer; each full segment is erasure-coded, every
 //! fragment's Merkle root computed, and the k + m fragments pushed to their placed nodes in
-//! parallel. A segment counts only if at least `write_quorum` pushes were acknowledged as
-//! durable; otherwise the upload fails with [`UploadError::Unavailable`] and the caller records
-//! nothing (fragments already pushed are unreferenced garbage, never a visible object).
+//! parallel. A segment is done once its write quorum holds: at least `write_quorum` (k + 2)
+//! pushes acknowledged as durable *and* spread so that losing any one failure domain
+//! (`fragment_domains`) leaves k. The pushes still running then get [`UPLOAD_GRACE_MS`] more;
+//! whatever has not finished is dropped and left clear in the segment's `stored_mask`, for
+//! repair. One slow or blackholed node therefore costs a PUT at most the grace, not the
+//! transport timeout. If every push has finished without a quorum the upload fails with
+//! [`UploadError::Unavailable`] and the caller records nothing (fragments already pushed are
+//! unreferenced garbage, never a visible object).
 //! Memory: one segment plus its k + m fragments, about (1 + (k + m) / k) × segment size.
 //!
 //! Download: per segment, ask k nodes (data fragments first, so a healthy read needs no
@@ -43,8 +48,9 @@ pub trait FragmentTransport: Send + Sync {
         node: NodeId,
         root: Hash,
     ) -> impl Future<Output = Result<Bytes, TransportError>> + Send;
-    /// Resolves after `ms` milliseconds; a read sends its hedged requests when it fires. The
-    /// default resolves at once (hedged requests go out with the first k).
+    /// Resolves after `ms` milliseconds: a read sends its hedged requests when it fires, an
+    /// upload stops waiting for late pushes. The default resolves at once (hedged requests go
+    /// out with the first k; uploads keep only the pushes already done at quorum).
     fn hedge_delay(&self, ms: u64) -> impl Future<Output = ()> + Send {
         let _ = ms;
         async {}
@@ -53,6 +59,9 @@ pub trait FragmentTransport: Send + Sync {
 
 /// How long a segment read waits for its first k fragments before hedging with more.
 pub const HEDGE_AFTER_MS: u64 = 100;
+
+/// How long a segment upload waits for the remaining pushes once its write quorum holds.
+pub const UPLOAD_GRACE_MS: u64 = 100;
 
 /// A failed transfer to or from one node (the pipeline tolerates up to m of them).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -68,7 +77,22 @@ pub struct UploadConfig {
     pub segment_size_bytes: usize,
     /// Fragments per segment that must be durable for the upload to succeed.
     pub write_quorum: usize,
+    /// Failure domain of each fragment slot (slots with the same value fail together, e.g.
+    /// one zone); the durable fragments must survive losing any one. Default: slot i is
+    /// domain i.
+    pub fragment_domains: [u8; 64],
 }
+
+/// Each slot its own failure domain.
+pub const DISTINCT_DOMAINS: [u8; 64] = {
+    let mut d = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        d[i] = i as u8;
+        i += 1;
+    }
+    d
+};
 
 impl UploadConfig {
     /// Defaults: 32 MiB segments and a write quorum of k + 2 (capped at k + m).
@@ -77,7 +101,19 @@ impl UploadConfig {
             coding,
             segment_size_bytes: MAX_SEGMENT_SIZE_BYTES as usize,
             write_quorum: (coding.data as usize + 2).min(coding.total()),
+            fragment_domains: DISTINCT_DOMAINS,
         }
+    }
+
+    /// True once the fragments in `stored_mask` meet the write quorum (module docs).
+    pub fn quorum_met(&self, stored_mask: u64) -> bool {
+        let n = self.coding.total().min(64);
+        stored_mask.count_ones() as usize >= self.write_quorum
+            && cairn_ledger::placement::survives_domain_loss(
+                usize::from(self.coding.data),
+                &self.fragment_domains[..n],
+                stored_mask,
+            )
     }
 
     fn validate(&self) -> Result<(), UploadError> {
@@ -103,7 +139,7 @@ impl UploadConfig {
 #[derive(Debug, Error)]
 pub enum UploadError {
     /// Fewer than the write quorum of nodes stored a segment (S3 503 ServiceUnavailable).
-    #[error("only {stored} of the {quorum} fragment writes needed for segment {segment} succeeded; too many storage nodes are unreachable, retry later")]
+    #[error("segment {segment} reached only {stored} durable fragments; it needs {quorum}, spread so that losing any one failure domain leaves k; too many storage nodes are unreachable, retry later")]
     Unavailable {
         /// Segment index.
         segment: usize,
@@ -198,13 +234,28 @@ async fn store_segment<T: FragmentTransport>(
         })
         .collect();
     let mut stored_mask = 0u64;
-    while let Some((i, result)) = pushes.next().await {
+    while !cfg.quorum_met(stored_mask) {
+        let Some((i, result)) = pushes.next().await else {
+            break;
+        };
         if result.is_ok() {
             stored_mask |= 1 << i;
         }
     }
+    if cfg.quorum_met(stored_mask) && !pushes.is_empty() {
+        // Late pushes get a bounded grace; those still running are dropped (left for repair).
+        let grace = transport.hedge_delay(UPLOAD_GRACE_MS);
+        futures::pin_mut!(grace);
+        while let Either::Left((Some((i, result)), _)) =
+            futures::future::select(pushes.next(), grace.as_mut()).await
+        {
+            if result.is_ok() {
+                stored_mask |= 1 << i;
+            }
+        }
+    }
     let stored = stored_mask.count_ones() as usize;
-    if stored < cfg.write_quorum {
+    if !cfg.quorum_met(stored_mask) {
         return Err(UploadError::Unavailable {
             segment: index,
             stored,
@@ -457,6 +508,8 @@ mod tests {
     struct Local {
         stores: HashMap<NodeId, FragmentStore>,
         down: Mutex<HashSet<NodeId>>,
+        /// Nodes whose pushes never complete (blackholed).
+        stuck: Mutex<HashSet<NodeId>>,
         gets: AtomicUsize,
         dirs: Vec<tempfile::TempDir>,
     }
@@ -473,6 +526,7 @@ mod tests {
             Self {
                 stores,
                 down: Mutex::default(),
+                stuck: Mutex::default(),
                 gets: AtomicUsize::new(0),
                 dirs,
             }
@@ -498,6 +552,9 @@ mod tests {
 
     impl FragmentTransport for Local {
         async fn put(&self, node: NodeId, root: Hash, data: Bytes) -> Result<(), TransportError> {
+            if self.stuck.lock().unwrap().contains(&node) {
+                futures::future::pending::<()>().await;
+            }
             if self.down.lock().unwrap().contains(&node) {
                 return Err(TransportError("node down".into()));
             }
@@ -634,6 +691,60 @@ mod tests {
         .unwrap();
         assert_eq!(segs[0].stored_mask, 0b1111_1100_0000);
         assert_eq!(read_all(&t, &segs, 0, 1000).unwrap(), object(1000));
+    }
+
+    /// Runs `f` on a thread and waits at most 10 s for it (a hang fails the test).
+    fn within_10s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()).unwrap());
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("upload still waiting on a blackholed node")
+    }
+
+    #[test]
+    fn a_blackholed_node_costs_the_grace_not_the_upload() {
+        let t = Arc::new(Local::new(12));
+        t.stuck.lock().unwrap().insert([5; 32]);
+        let t2 = t.clone();
+        let segs = within_10s(move || {
+            block_on(upload(
+                &*t2,
+                &cfg(65_536),
+                &placement(),
+                body(&object(100_000), 10_000),
+            ))
+        })
+        .unwrap();
+        // Every segment records fragment 5 as missing (for repair) and all others stored.
+        assert!(segs.iter().all(|s| s.stored_mask == 0xfff & !(1 << 5)));
+        assert_eq!(read_all(&t, &segs, 0, 100_000).unwrap(), object(100_000));
+    }
+
+    #[test]
+    fn the_quorum_must_survive_losing_one_failure_domain() {
+        // Slots 0..8 in domain 0, 8..12 in domain 1; domain 1 is down. Eight stored
+        // fragments beat the count (k + 2 = 6) but all sit in one domain.
+        let mut c = cfg(65_536);
+        c.fragment_domains = [0; 64];
+        for d in &mut c.fragment_domains[8..12] {
+            *d = 1;
+        }
+        let t = Arc::new(Local::new(12));
+        t.stop(8..12);
+        let err = block_on(upload(&*t, &c, &placement(), body(&object(1000), 100)));
+        assert!(
+            matches!(err, Err(UploadError::Unavailable { stored: 8, .. })),
+            "{err:?}"
+        );
+        // Domain 0 down leaves 4 (below k + 2): refused. Two nodes of domain 0 down leaves
+        // 6 + 4, which survives losing either domain.
+        let t = Arc::new(Local::new(12));
+        t.stop(0..8);
+        assert!(block_on(upload(&*t, &c, &placement(), body(&object(1000), 100))).is_err());
+        let t = Arc::new(Local::new(12));
+        t.stop(0..2);
+        let segs = block_on(upload(&*t, &c, &placement(), body(&object(1000), 100))).unwrap();
+        assert_eq!(segs[0].stored_mask, 0xffc);
     }
 
     #[test]

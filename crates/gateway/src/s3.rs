@@ -90,8 +90,6 @@ pub struct GatewayConfig {
     pub max_concurrent_uploads: usize,
     /// Multipart uploads in progress at once on this gateway.
     pub max_multipart_uploads: usize,
-    /// Heartbeat window (blocks) in which a storage node counts as healthy for placement.
-    pub health_window_blocks: u64,
 }
 
 impl Default for GatewayConfig {
@@ -102,7 +100,6 @@ impl Default for GatewayConfig {
             extra_read_requests: 1,
             max_concurrent_uploads: 16,
             max_multipart_uploads: 1000,
-            health_window_blocks: placement::DEFAULT_HEALTHY_WITHIN_BLOCKS,
         }
     }
 }
@@ -647,22 +644,17 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         seed: &[u8; 32],
         size_hint: u64,
     ) -> S3Result<Vec<NodeId>> {
-        let candidates = placement::candidates(s, self.cfg.health_window_blocks, |id| {
-            s.node(id).map_or(0, |n| n.used_bytes)
-        });
+        let candidates = placement::candidates(s, |id| s.node(id).map_or(0, |n| n.used_bytes));
         let segment = size_hint.min(self.cfg.segment_size_bytes as u64);
         placement::place(
             &candidates,
             seed,
-            coding.total(),
+            usize::from(coding.data),
+            usize::from(coding.parity),
             fragment_size_bytes(segment, coding.data),
+            placement::failure_domain(s),
         )
-        .map_err(|e| {
-            unavailable(format!(
-                "cannot place RS({}, {}) fragments: {e}",
-                coding.data, coding.parity
-            ))
-        })
+        .map_err(|e| unavailable(format!("cannot place this object's fragments: {e}")))
     }
 
     async fn upload_slot(&self) -> S3Result<tokio::sync::SemaphorePermit<'_>> {
@@ -681,12 +673,22 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         }
     }
 
-    fn upload_config(&self, coding: Coding) -> UploadConfig {
+    fn upload_config(&self, coding: Coding, placed: &[NodeId]) -> UploadConfig {
+        // Slots fail together when their nodes share the cluster's failure domain.
+        let domains = self
+            .ledger
+            .read(|s| placement::domains_of(s, placement::failure_domain(s), placed));
+        let mut fragment_domains = crate::pipeline::DISTINCT_DOMAINS;
+        for (i, d) in domains.iter().enumerate().take(64) {
+            let first = domains.iter().position(|x| x == d).unwrap_or(i);
+            fragment_domains[i] = first as u8;
+        }
         UploadConfig {
             coding,
             segment_size_bytes: self.cfg.segment_size_bytes,
             write_quorum: (usize::from(coding.data) + self.cfg.write_quorum_extra)
                 .min(coding.total()),
+            fragment_domains,
         }
     }
 
@@ -735,7 +737,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         });
         let segments = upload(
             &*self.transport,
-            &self.upload_config(coding),
+            &self.upload_config(coding, placement),
             placement,
             counted,
         )
@@ -911,21 +913,23 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                     s3_error!(BucketAlreadyExists)
                 });
             }
-            let healthy = placement::candidates(s, self.cfg.health_window_blocks, |_| 0).len();
+            // Sized by admitted storage nodes, not healthy ones: a node that is down for a
+            // while must not change the coding new buckets get (placement degrades instead).
+            let nodes = cairn_ledger::registry::count(s, cairn_ledger::registry::Role::Storage);
             match requested {
-                Some(c) if c.total() > healthy => Err(S3Error::with_message(
+                Some(c) if c.total() > nodes => Err(S3Error::with_message(
                     S3ErrorCode::InvalidArgument,
                     format!(
-                        "RS({}, {}) needs {} storage nodes but {healthy} are healthy",
+                        "RS({}, {}) needs {} storage nodes but the network has {nodes}",
                         c.data,
                         c.parity,
                         c.total()
                     ),
                 )),
                 Some(c) => Ok(c),
-                None => default_coding(healthy).ok_or_else(|| {
+                None => default_coding(nodes).ok_or_else(|| {
                     unavailable(format!(
-                        "need at least 2 healthy storage nodes, found {healthy}"
+                        "need at least 2 admitted storage nodes, found {nodes}"
                     ))
                 }),
             }
@@ -1338,8 +1342,19 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
         let modified_ms = now_ms();
         // Fragments are content-addressed, so a copy into a bucket with the same coding
         // shares them and moves no data.
-        let (placement, segments) = if dst_coding == src_coding {
-            (sm.placement.clone(), sm.segments.clone())
+        // Shared fragments on nodes that went unhealthy count as missing; if what is left
+        // no longer meets the durability rule, the copy re-encodes instead.
+        let shared = (dst_coding == src_coding)
+            .then(|| {
+                let mut segments = sm.segments.clone();
+                self.ledger
+                    .read(|s| placement::refresh(s, dst_coding.data, &sm.placement, &mut segments))
+                    .ok()
+                    .map(|()| (sm.placement.clone(), segments))
+            })
+            .flatten();
+        let (placement, segments) = if let Some(shared) = shared {
+            shared
         } else {
             let _slot = self.upload_slot().await?;
             let seed = self.seed(&[input.bucket.as_bytes(), input.key.as_bytes()]);
@@ -1596,7 +1611,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
             ));
         }
         let if_absent = matches!(input.if_none_match, Some(ETagCondition::Any));
-        let manifest = {
+        let (manifest, u_data_shards) = {
             let uploads = self.uploads.lock().expect("uploads lock");
             let u = uploads.get(&id).ok_or_else(|| s3_error!(NoSuchUpload))?;
             if u.owner != account {
@@ -1656,7 +1671,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 ));
             }
             let etag = format!("{}-{}", hex(&Md5::digest(&md5s)), listed.len());
-            ObjectManifest {
+            let manifest = ObjectManifest {
                 size_bytes: size,
                 etag,
                 content_type: u.content_type.clone(),
@@ -1664,9 +1679,22 @@ impl<L: Ledger, T: FragmentTransport + 'static> S3 for Gateway<L, T> {
                 metadata: u.metadata.clone(),
                 placement: u.placement.clone(),
                 segments,
-            }
+            };
+            (manifest, u.coding.data)
         };
         manifest.validate().map_err(manifest_error)?;
+        // Parts may be old: fragments on nodes that went unhealthy since count as missing.
+        let mut manifest = manifest;
+        self.ledger
+            .read(|s| {
+                placement::refresh(
+                    s,
+                    u_data_shards,
+                    &manifest.placement,
+                    &mut manifest.segments,
+                )
+            })
+            .map_err(|e| unavailable(format!("the uploaded parts are no longer durable: {e}")))?;
         let etag = manifest.etag.clone();
         self.ledger.read(|s| {
             self.writable(s, &account, &input.bucket)?;

@@ -42,6 +42,7 @@ pub mod dns;
 pub mod lthash;
 pub mod objects;
 pub mod placement;
+pub mod registry;
 pub mod state;
 pub mod tx;
 pub mod versions;

@@ -192,7 +192,8 @@ pub fn validate_coding(data_shards: u8, parity_shards: u8) -> Result<(), TxError
 }
 
 impl ObjectManifest {
-    /// Stateless checks: bounds, sizes adding up, distinct placement, one root per fragment.
+    /// Stateless checks: bounds, sizes adding up, one root per fragment. A node may hold
+    /// several fragments (degraded placement); [`crate::placement::validate`] checks spread.
     pub fn validate(&self) -> Result<(), TxError> {
         if self.etag.len() > MAX_ETAG_SIZE_BYTES
             || !self.etag.chars().all(|c| c.is_ascii_graphic() && c != '"')
@@ -252,11 +253,6 @@ impl ObjectManifest {
                 "placement",
                 "must name 2..=64 nodes, one per fragment",
             ));
-        }
-        let mut nodes = self.placement.clone();
-        nodes.sort_unstable();
-        if nodes.windows(2).any(|w| w[0] == w[1]) {
-            return Err(invalid("placement", "nodes must be distinct"));
         }
         if self.segments.len() > MAX_MANIFEST_SEGMENTS {
             return Err(invalid(
@@ -536,7 +532,6 @@ mod tests {
             m.validate().unwrap_err()
         };
         bad(&|m| m.size_bytes = 11);
-        bad(&|m| m.placement[1] = m.placement[0]);
         bad(&|m| m.segments[0].fragment_roots.pop().map(|_| ()).unwrap());
         bad(&|m| m.segments[0].stored_mask = 1 << 12);
         bad(&|m| m.segments[0].len_bytes = MAX_SEGMENT_SIZE_BYTES + 1);

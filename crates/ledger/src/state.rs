@@ -10,13 +10,14 @@ use crate::{
         dec_bucket, dec_object, enc_bucket, enc_object, gateway_key_suffix, object_key_suffix,
         split_object_key, validate_bucket_name, Bucket, ObjectRecord,
     },
+    registry,
     tx::{
         validate_name, validate_node, Roles, SignedTx, TxKind, MAX_ADDRESSES,
         MAX_ADDRESS_SIZE_BYTES, MAX_CONFIG_KEY_SIZE_BYTES, MAX_CONFIG_VALUE_SIZE_BYTES,
         MAX_NAME_SIZE_BYTES, MAX_ZONE_SIZE_BYTES,
     },
     versions::{check_newer, Tombstone, WriteVersion, TOMBSTONE_RETENTION_BLOCKS},
-    zones::{endpoint_of, node_healthy, override_message, Managed, Zone},
+    zones::{endpoint_of, override_message, Managed, Zone},
     AccountId, BlockError, Hash, NodeId, StateError, TxError, MAX_TXS_PER_BLOCK,
     MAX_TX_VALIDITY_BLOCKS, NONCE_WINDOW,
 };
@@ -60,8 +61,9 @@ pub struct NodeRecord {
     pub stake: u64,
     /// Height of registration.
     pub registered_height: u64,
-    /// Height of the last heartbeat (0 = none).
-    pub last_heartbeat_height: u64,
+    /// Block time (ms) of the last registration or heartbeat; health reads only this
+    /// ([`crate::registry::is_healthy`]). Genesis nodes are stamped by the first block.
+    pub last_seen_ms: u64,
     /// Sequence of the last heartbeat.
     pub last_heartbeat_seq: u64,
     /// Bytes of fragments placed on this node by live manifests.
@@ -259,6 +261,8 @@ const T_TOMBSTONE: u8 = 9;
 pub struct State {
     chain_id: String,
     height: u64,
+    /// Proposer timestamp (ms) of the last applied block (0 at genesis); never decreases.
+    time_ms: u64,
     accounts: BTreeMap<AccountId, Account>,
     nodes: BTreeMap<NodeId, NodeRecord>,
     config: BTreeMap<String, ConfigEntry>,
@@ -287,6 +291,7 @@ impl PartialEq for State {
     fn eq(&self, other: &Self) -> bool {
         self.chain_id == other.chain_id
             && self.height == other.height
+            && self.time_ms == other.time_ms
             && self.accounts == other.accounts
             && self.nodes == other.nodes
             && self.config == other.config
@@ -349,7 +354,7 @@ fn enc_node(n: &NodeRecord) -> Vec<u8> {
         n.capacity_bytes,
         n.stake,
         n.registered_height,
-        n.last_heartbeat_height,
+        n.last_seen_ms,
         n.last_heartbeat_seq,
         n.used_bytes,
     ] {
@@ -379,7 +384,7 @@ fn dec_node(b: &[u8]) -> Result<NodeRecord, TxError> {
         capacity_bytes: r.u64()?,
         stake: r.u64()?,
         registered_height: r.u64()?,
-        last_heartbeat_height: r.u64()?,
+        last_seen_ms: r.u64()?,
         last_heartbeat_seq: r.u64()?,
         used_bytes: r.u64()?,
         requested_roles: read_roles(&mut r)?,
@@ -411,19 +416,21 @@ fn dec_config(b: &[u8]) -> Result<ConfigEntry, TxError> {
     Ok(c)
 }
 
-fn enc_meta(chain_id: &str, height: u64) -> Vec<u8> {
+fn enc_meta(chain_id: &str, height: u64, time_ms: u64) -> Vec<u8> {
     let mut w = Writer::default();
     w.str(chain_id);
     w.u64(height);
+    w.u64(time_ms);
     w.0
 }
 
-fn dec_meta(b: &[u8]) -> Result<(String, u64), TxError> {
+fn dec_meta(b: &[u8]) -> Result<(String, u64, u64), TxError> {
     let mut r = Reader::new(b);
     let chain_id = r.str(MAX_CHAIN_ID_SIZE_BYTES)?;
     let height = r.u64()?;
+    let time_ms = r.u64()?;
     r.finish()?;
-    Ok((chain_id, height))
+    Ok((chain_id, height, time_ms))
 }
 
 /// Checks a nonce against the sliding window; returns the updated (max, window).
@@ -498,6 +505,7 @@ impl State {
         Self {
             chain_id,
             height: 0,
+            time_ms: 0,
             accounts: BTreeMap::new(),
             nodes: BTreeMap::new(),
             config: BTreeMap::new(),
@@ -575,7 +583,7 @@ impl State {
                     admissions: 1,
                     stake: n.stake,
                     registered_height: 0,
-                    last_heartbeat_height: 0,
+                    last_seen_ms: 0,
                     last_heartbeat_seq: 0,
                     used_bytes: 0,
                 },
@@ -594,6 +602,12 @@ impl State {
     /// Height of the last applied block (0 = genesis).
     pub fn height(&self) -> u64 {
         self.height
+    }
+
+    /// Finalized block time (ms): the proposer timestamp of the last applied block, 0 at
+    /// genesis. The ledger's only notion of time; it never decreases.
+    pub fn time_ms(&self) -> u64 {
+        self.time_ms
     }
     /// Chain id from the genesis.
     pub fn chain_id(&self) -> &str {
@@ -717,7 +731,10 @@ impl State {
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out =
             Vec::with_capacity(1 + self.accounts.len() + self.nodes.len() + self.config.len());
-        out.push((vec![T_META], enc_meta(&self.chain_id, self.height)));
+        out.push((
+            vec![T_META],
+            enc_meta(&self.chain_id, self.height, self.time_ms),
+        ));
         out.extend(
             self.accounts
                 .iter()
@@ -770,7 +787,7 @@ impl State {
     fn entry(&self, k: &[u8]) -> Option<Vec<u8>> {
         let (table, id) = k.split_first()?;
         match *table {
-            T_META => Some(enc_meta(&self.chain_id, self.height)),
+            T_META => Some(enc_meta(&self.chain_id, self.height, self.time_ms)),
             T_ACCOUNT => self
                 .accounts
                 .get(<&AccountId>::try_from(id).ok()?)
@@ -831,12 +848,14 @@ impl State {
                     if !id.is_empty() {
                         return Err(corrupt("height key has a suffix"));
                     }
-                    let (chain_id, height) = dec_meta(&v).map_err(corrupt_entry("height entry"))?;
+                    let (chain_id, height, time_ms) =
+                        dec_meta(&v).map_err(corrupt_entry("height entry"))?;
                     if height == u64::MAX {
                         return Err(corrupt("height is at its maximum"));
                     }
                     s.chain_id = chain_id;
                     s.height = height;
+                    s.time_ms = time_ms;
                     std::mem::replace(&mut meta, true)
                 }
                 T_ACCOUNT => {
@@ -1072,17 +1091,7 @@ impl State {
                         ),
                     });
                 }
-                for n in &manifest.placement {
-                    match self.nodes.get(n) {
-                        Some(rec) if rec.roles.storage => {}
-                        _ => {
-                            return Err(TxError::InvalidPlacement {
-                                reason: "a placed node is not an admitted storage node".into(),
-                            })
-                        }
-                    }
-                }
-                // Distinct placement is checked statelessly (`ObjectManifest::validate`).
+                crate::placement::validate(self, b.data_shards, manifest)?;
                 let k = object_key_suffix(bucket, key);
                 if *if_absent && self.objects.contains_key(&k) {
                     return Err(TxError::ObjectExists);
@@ -1218,7 +1227,7 @@ impl State {
                         admissions: 0,
                         stake: *stake,
                         registered_height: height,
-                        last_heartbeat_height: 0,
+                        last_seen_ms: self.time_ms,
                         last_heartbeat_seq: 0,
                         used_bytes: 0,
                     },
@@ -1243,7 +1252,7 @@ impl State {
                     .get_mut(node)
                     .expect("check_stateful found the node");
                 n.last_heartbeat_seq = *seq;
-                n.last_heartbeat_height = height;
+                n.last_seen_ms = self.time_ms;
                 Event::Heartbeat {
                     node: *node,
                     seq: *seq,
@@ -1564,7 +1573,7 @@ impl State {
         let healthy = |e: &crate::dns::Endpoint| {
             self.nodes.values().any(|n| {
                 endpoint_of(n, role).is_some_and(|o| o.address == e.address)
-                    && node_healthy(n, plan.evidence_height)
+                    && registry::is_healthy_at(n, self.time_ms)
             })
         };
         managed
@@ -1584,14 +1593,37 @@ impl State {
 
     /// Raises [`Event::DnsAllUnhealthy`] once when every endpoint of a managed name becomes
     /// unhealthy, and clears the alert when one recovers; records are never changed here.
-    fn dns_health(&mut self, height: u64, events: &mut Vec<Event>) {
+    /// Moves block time forward (a proposer clock behind its parent's never moves it back) and,
+    /// at the first block, stamps genesis nodes as seen then.
+    fn advance_time(&mut self, height: u64, time_ms: u64) {
+        // The meta entry (height, time) is recorded as it was before this block changes it.
+        self.touch(vec![T_META]);
+        self.time_ms = self.time_ms.max(time_ms);
+        if height == 1 {
+            let genesis: Vec<NodeId> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.last_seen_ms == 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in genesis {
+                self.touch(key(T_NODE, &id));
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.last_seen_ms = self.time_ms;
+                }
+            }
+        }
+    }
+
+    fn dns_health(&mut self, events: &mut Vec<Event>) {
+        let now_ms = self.time_ms;
         let mut changes = Vec::new();
         for (origin, zone) in &self.zones {
             for (name, m) in &zone.managed {
                 let any_healthy = m.state.current.endpoints.iter().any(|e| {
                     self.nodes.values().any(|n| {
                         endpoint_of(n, m.role).is_some_and(|o| o.address == e.address)
-                            && node_healthy(n, height)
+                            && registry::is_healthy_at(n, now_ms)
                     })
                 });
                 if any_healthy == m.alerting {
@@ -1667,16 +1699,18 @@ impl State {
             .collect()
     }
 
-    /// Applies a finalized block of encoded txs at `height` (must be `height() + 1`); a
-    /// stateless-invalid tx fails the block with the state unchanged.
+    /// Applies a finalized block of encoded txs at `height` (must be `height() + 1`) whose
+    /// proposer timestamp is `time_ms`; a stateless-invalid tx fails the block with the state
+    /// unchanged.
     pub fn apply_block<B: AsRef<[u8]>>(
         &mut self,
         height: u64,
+        time_ms: u64,
         txs: &[B],
     ) -> Result<BlockOutcome, BlockError> {
         self.check_height(height)?;
         let txs = Self::validate_block_txs(txs)?;
-        self.apply_verified_block(height, &txs)
+        self.apply_verified_block(height, time_ms, &txs)
     }
 
     fn check_height(&self, height: u64) -> Result<(), BlockError> {
@@ -1696,6 +1730,7 @@ impl State {
     pub fn apply_verified_block(
         &mut self,
         height: u64,
+        time_ms: u64,
         txs: &[SignedTx],
     ) -> Result<BlockOutcome, BlockError> {
         self.check_height(height)?;
@@ -1710,6 +1745,7 @@ impl State {
                 .validate()
                 .map_err(|error| BlockError::BadTx { index, error })?;
         }
+        self.advance_time(height, time_ms);
         let mut events = Vec::with_capacity(txs.len());
         let mut receipts = Vec::with_capacity(txs.len());
         for tx in txs {
@@ -1727,7 +1763,7 @@ impl State {
                 }
             }
         }
-        self.dns_health(height, &mut events);
+        self.dns_health(&mut events);
         self.prune_tombstones(height);
         self.touch(vec![T_META]);
         self.height = height;

@@ -6,10 +6,10 @@
 //! serves bumps [`Zone::version`], which DNS servers publish as the SOA serial.
 //!
 //! A managed name's endpoints come from the node registry: for [`ManagedRole::Gateway`], the
-//! IP of each gateway node's S3 address (`addresses[2]` of its record). Plans
+//! IP of each gateway node's S3 address ([`crate::registry::Service::S3`]). Plans
 //! ([`crate::TxKind::DnsPlan`]) come from validators; committee overrides
 //! ([`crate::TxKind::DnsOverride`]) carry approvals of a 2f+1 quorum of validator nodes.
-//! Health is a heartbeat (or the registration) within [`HEALTH_WINDOW_BLOCKS`].
+//! Health is the registry's one rule ([`crate::registry::is_healthy`]).
 //!
 //! Limits: [`MAX_MANAGED_PER_ZONE`], [`MAX_APPROVALS`], and the zone limits of [`crate::dns`].
 //! A zone may not overlap (contain or sit inside) another zone.
@@ -25,9 +25,6 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// For DNS, a node is healthy while its last heartbeat (or registration) is at most this many
-/// blocks old: much shorter than placement's window, because DNS should fail over in seconds.
-pub const HEALTH_WINDOW_BLOCKS: u64 = 40;
 /// Most managed names in one zone.
 pub const MAX_MANAGED_PER_ZONE: usize = 16;
 /// Most approvals an override carries.
@@ -246,23 +243,13 @@ pub fn in_zone(name: &str, origin: &str) -> bool {
             && name.as_bytes()[name.len() - origin.len() - 1] == b'.')
 }
 
-/// True if the node's last sign of life is at most [`HEALTH_WINDOW_BLOCKS`] before `height`.
-pub fn node_healthy(node: &NodeRecord, height: u64) -> bool {
-    crate::placement::is_healthy(
-        node.last_heartbeat_height,
-        node.registered_height,
-        height,
-        HEALTH_WINDOW_BLOCKS,
-    )
-}
-
 /// The endpoint a node offers for `role`, if it has that role and a usable address.
 pub fn endpoint_of(node: &NodeRecord, role: ManagedRole) -> Option<Endpoint> {
     match role {
         ManagedRole::Gateway if node.roles.gateway => {}
         ManagedRole::Gateway => return None,
     }
-    let addr: std::net::SocketAddr = node.addresses.get(2)?.parse().ok()?;
+    let addr = crate::registry::address(node, crate::registry::Service::S3)?;
     let address = match addr.ip() {
         std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
         std::net::IpAddr::V6(ip) => ip.octets().to_vec(),

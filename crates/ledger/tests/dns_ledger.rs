@@ -6,13 +6,15 @@ mod common;
 
 use cairn_ledger::{
     dns::{Endpoint, Plan, PlanError, RData, RecordSet},
-    zones::{override_message, HEALTH_WINDOW_BLOCKS},
+    zones::override_message,
     *,
 };
 use common::*;
 use ed25519_dalek::Signer;
 
 const ORIGIN: &str = "example.test";
+/// The health window in this file's blocks (block time is height × 1 s).
+const HEALTH_WINDOW_BLOCKS: u64 = registry::HEALTH_WINDOW_MS / 1_000;
 /// Four validator/gateway nodes, operated by accounts 10..=13, S3 on 127.0.1.1..=4.
 const VALIDATORS: [u8; 4] = [10, 11, 12, 13];
 
@@ -101,7 +103,11 @@ impl Chain {
         let tx = stx.encode();
         let out = self
             .state
-            .apply_block(self.state.height() + 1, &[tx])
+            .apply_block(
+                self.state.height() + 1,
+                (self.state.height() + 1) * 1_000,
+                &[tx],
+            )
             .unwrap();
         (out.receipts[0].clone(), out.events)
     }
@@ -120,7 +126,11 @@ impl Chain {
                 .collect();
             let out = self
                 .state
-                .apply_block(self.state.height() + 1, &txs)
+                .apply_block(
+                    self.state.height() + 1,
+                    (self.state.height() + 1) * 1_000,
+                    &txs,
+                )
                 .unwrap();
             events.extend(out.events);
         }
@@ -453,7 +463,7 @@ fn planner_view(view: &State) -> Option<Plan> {
     let height = view.height();
     let mut healthy: Vec<Endpoint> = view
         .nodes()
-        .filter(|(_, n)| zones::node_healthy(n, height))
+        .filter(|(_, n)| registry::is_healthy(view, n))
         .filter_map(|(_, n)| zones::endpoint_of(n, m.role))
         .collect();
     healthy.sort();
@@ -509,7 +519,9 @@ fn aws_race_through_blocks_with_three_planners() {
                 .encode(),
             );
         }
-        c.state.apply_block(c.state.height() + 1, &txs).unwrap();
+        c.state
+            .apply_block(c.state.height() + 1, (c.state.height() + 1) * 1_000, &txs)
+            .unwrap();
         let m = &c.state.zone(ORIGIN).unwrap().managed["s3.example.test"];
         let g = m.state.current.number;
         assert!(

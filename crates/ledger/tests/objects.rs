@@ -88,7 +88,7 @@ fn authorize(allowed: bool) -> TxKind {
 /// Applies one block and returns its receipts.
 fn block(s: &mut State, txs: Vec<Vec<u8>>) -> Vec<Result<(), TxError>> {
     let h = s.height() + 1;
-    s.apply_block(h, &txs).unwrap().receipts
+    s.apply_block(h, h * 1_000, &txs).unwrap().receipts
 }
 
 #[test]
@@ -203,6 +203,7 @@ fn objects_account_usage_and_block_bucket_deletion() {
     let out = s
         .apply_block(
             s.height() + 1,
+            (s.height() + 1) * 1_000,
             &[
                 tx(OWNER, 7, delete(OWNER, "data", "a/1", later)),
                 tx(OWNER, 8, delete(OWNER, "data", "a/2", later)),
@@ -267,6 +268,98 @@ fn placement_must_fit_bucket_and_registry() {
     assert!(matches!(r[2], Err(TxError::InvalidPlacement { .. })));
     assert_eq!(r[3], Err(TxError::NoSuchBucket));
     assert_eq!(s.bucket("pics").unwrap().object_count, 0);
+}
+
+/// A manifest placing slot i on `nodes[i]`, every fragment marked stored.
+fn placed_on(nodes: &[u8]) -> ObjectManifest {
+    let mut m = manifest(10);
+    m.placement = nodes.iter().map(|i| storage_node(*i)).collect();
+    m.segments[0].stored_mask = 0xfff;
+    m
+}
+
+/// Storage node i sits in zone `z{i % 3}` (see `push_storage_nodes`).
+#[test]
+fn the_ledger_refuses_placements_that_one_zone_loss_would_break() {
+    let mut s = setup();
+    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "pics"))]);
+    // All 12 fragments on zone z0's four nodes: losing z0 loses the object.
+    let one_zone = placed_on(&[0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9]);
+    // 9 in z0 and 3 in z1: losing z0 leaves 3 < k = 4.
+    let lopsided = placed_on(&[0, 3, 6, 9, 0, 3, 6, 9, 0, 1, 4, 7]);
+    // Degraded but sound: 8 in z0 (two per node) and 4 in z1; losing z0 leaves 4 = k.
+    let doubled = placed_on(&[0, 3, 6, 9, 0, 3, 6, 9, 1, 4, 7, 10]);
+    // Only 6 stored (slots 0..5: two per zone): losing any zone leaves 4.
+    let spread = manifest(10);
+    // Stored fragments 0..4 (z0, z1, z2, z0, z1): losing z0 or z1 leaves 3.
+    let mut thin = manifest(10);
+    thin.segments[0].stored_mask = 0x1f;
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 2, put(OWNER, "pics", "a", one_zone, false)),
+            tx(OWNER, 3, put(OWNER, "pics", "b", lopsided, false)),
+            tx(OWNER, 4, put(OWNER, "pics", "c", doubled, false)),
+            tx(OWNER, 5, put(OWNER, "pics", "d", spread, false)),
+            tx(OWNER, 6, put(OWNER, "pics", "e", thin, false)),
+        ],
+    );
+    assert!(
+        matches!(r[0], Err(TxError::InvalidPlacement { .. })),
+        "{r:?}"
+    );
+    assert!(
+        matches!(r[1], Err(TxError::InvalidPlacement { .. })),
+        "{r:?}"
+    );
+    assert_eq!(r[2], Ok(()));
+    assert_eq!(r[3], Ok(()));
+    assert!(
+        matches!(r[4], Err(TxError::InvalidPlacement { .. })),
+        "{r:?}"
+    );
+    assert_eq!(s.bucket("pics").unwrap().object_count, 2);
+}
+
+#[test]
+fn the_ledger_refuses_fragments_marked_stored_on_unhealthy_nodes() {
+    let mut s = setup();
+    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "pics"))]);
+    // Blocks come every second; every storage node but node 0 heartbeats (operator OP).
+    let window_blocks = registry::HEALTH_WINDOW_MS / 1_000;
+    let mut nonce = 0;
+    for seq in 1..=window_blocks + 2 {
+        let beats = (1..12u8)
+            .map(|i| {
+                nonce += 1;
+                tx(OP, nonce, heartbeat(storage_node(i), seq))
+            })
+            .collect();
+        assert!(block(&mut s, beats).iter().all(Result::is_ok));
+    }
+    let dead = s.node(&storage_node(0)).unwrap();
+    assert!(!registry::is_healthy(&s, dead), "node 0 aged out");
+    // Slot 0 is node 0: marking it stored is refused; leaving it for repair is fine.
+    let claims_dead = placed_on(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    let mut honest = claims_dead.clone();
+    honest.segments[0].stored_mask = 0xffe;
+    let r = block(
+        &mut s,
+        vec![
+            tx(OWNER, 2, put(OWNER, "pics", "a", claims_dead, false)),
+            tx(OWNER, 3, put(OWNER, "pics", "b", honest, false)),
+        ],
+    );
+    assert!(
+        matches!(r[0], Err(TxError::InvalidPlacement { .. })),
+        "{r:?}"
+    );
+    assert_eq!(r[1], Ok(()));
+    // The gateway's pre-commit refresh turns the first into the second.
+    let mut segments = placed_on(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]).segments;
+    let placed: Vec<NodeId> = (0..12).map(storage_node).collect();
+    placement::refresh(&s, 4, &placed, &mut segments).unwrap();
+    assert_eq!(segments[0].stored_mask, 0xffe);
 }
 
 #[test]

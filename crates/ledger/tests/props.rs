@@ -242,7 +242,8 @@ fn run(blocks: &[Vec<Vec<u8>>]) -> (State, Vec<Hash>) {
     let mut s = State::genesis(&genesis()).unwrap();
     let mut roots = vec![s.state_root()];
     for (h, block) in blocks.iter().enumerate() {
-        s.apply_block(h as u64 + 1, block).unwrap();
+        s.apply_block(h as u64 + 1, (h as u64 + 1) * 1_000, block)
+            .unwrap();
         roots.push(s.state_root());
     }
     (s, roots)
@@ -306,8 +307,8 @@ proptest! {
         absorb(&mut mirror, b.take_dirty());
         for (h, block) in blocks.iter().enumerate() {
             let height = h as u64 + 1;
-            let ra = a.apply_block(height, block).unwrap();
-            let rb = b.apply_block(height, block).unwrap();
+            let ra = a.apply_block(height, height * 1_000, block).unwrap();
+            let rb = b.apply_block(height, height * 1_000, block).unwrap();
             prop_assert_eq!(&ra, &rb);
             prop_assert_eq!(ra.state_root, a.state_root());
             // The durable mirror, fed only by take_dirty, rebuilds the live state.
@@ -338,8 +339,8 @@ proptest! {
         for (h, block) in blocks.iter().enumerate() {
             let height = h as u64 + 1;
             let mut empty = s.clone();
-            empty.apply_block(height, &[] as &[Vec<u8>]).unwrap();
-            let out = s.apply_block(height, block).unwrap();
+            empty.apply_block(height, height * 1_000, &[] as &[Vec<u8>]).unwrap();
+            let out = s.apply_block(height, height * 1_000, block).unwrap();
             let any_ok = out.receipts.iter().any(Result::is_ok);
             prop_assert_eq!(any_ok, out.state_root != empty.state_root(),
                 "root moves iff a tx was accepted");

@@ -270,7 +270,9 @@ fn run(s: &mut State, txs: Vec<SignedTx>) -> Vec<Result<(), TxError>> {
     txs.into_iter()
         .map(|t| {
             let predicted = s.check_tx(&t);
-            let out = s.apply_block(s.height() + 1, &[t.encode()]).unwrap();
+            let out = s
+                .apply_block(s.height() + 1, (s.height() + 1) * 1_000, &[t.encode()])
+                .unwrap();
             assert_eq!(out.receipts.len(), 1);
             assert_eq!(out.receipts[0], predicted, "check_tx agrees with apply");
             out.receipts[0].clone()
@@ -329,9 +331,11 @@ fn every_stateful_error_comes_from_the_right_input() {
 #[test]
 fn rejected_txs_consume_no_nonce_and_change_nothing() {
     let mut s = State::genesis(&genesis()).unwrap();
+    // Block 1 also stamps the genesis nodes as seen (health); start after it.
+    s.apply_block(1, 1_000, &[] as &[Vec<u8>]).unwrap();
     s.take_dirty();
     let bad = signed(ADMIN, 1, cfg("a", "v", 7));
-    let out = s.apply_block(1, &[bad.encode()]).unwrap();
+    let out = s.apply_block(2, 2 * 1_000, &[bad.encode()]).unwrap();
     assert_eq!(
         out.events,
         vec![Event::TxRejected {
@@ -346,7 +350,9 @@ fn rejected_txs_consume_no_nonce_and_change_nothing() {
     let dirty: Vec<_> = s.take_dirty().into_iter().map(|(k, _)| k).collect();
     assert_eq!(dirty, vec![vec![0u8]], "only the height entry changed");
     // The same nonce is still usable by a valid tx.
-    let out = s.apply_block(2, &[tx(ADMIN, 1, cfg("a", "v", 0))]).unwrap();
+    let out = s
+        .apply_block(3, 3 * 1_000, &[tx(ADMIN, 1, cfg("a", "v", 0))])
+        .unwrap();
     assert_eq!(out.receipts, vec![Ok(())]);
 }
 
@@ -356,6 +362,7 @@ fn register_account_then_use_it() {
     let out = s
         .apply_block(
             1,
+            1_000,
             &[
                 tx(STRANGER, 1, TxKind::RegisterAccount { name: "new".into() }),
                 tx(STRANGER, 2, register_node(STRANGER, 4, "10.0.0.1:9000")),
@@ -446,6 +453,7 @@ fn nonce_window_through_blocks_tolerates_reordering() {
     let out = s
         .apply_block(
             1,
+            1_000,
             &[
                 tx(ADMIN, 3, cfg("a", "3", 0)),
                 tx(ADMIN, 1, cfg("b", "1", 0)),
@@ -473,6 +481,7 @@ fn config_compare_and_set() {
     let out = s
         .apply_block(
             1,
+            1_000,
             &[
                 tx(ADMIN, 1, cfg("dns/a", "one", 0)),
                 tx(OP, 1, cfg("dns/a", "stale", 0)),
@@ -504,7 +513,7 @@ fn config_compare_and_set() {
     assert_eq!(e.set_by, id(&key(OP)));
     assert_eq!(e.set_height, 1);
 
-    s.apply_block(2, &[tx(ADMIN, 2, cfg("dns/a", "three", 2))])
+    s.apply_block(2, 2 * 1_000, &[tx(ADMIN, 2, cfg("dns/a", "three", 2))])
         .unwrap();
     let e = s.config("dns/a").unwrap();
     assert_eq!((e.value.as_str(), e.version, e.set_height), ("three", 3, 2));
@@ -515,10 +524,11 @@ fn config_compare_and_set() {
 #[test]
 fn heartbeat_sequence_and_height() {
     let mut s = State::genesis(&genesis()).unwrap();
-    s.apply_block(1, &[] as &[Vec<u8>]).unwrap();
+    s.apply_block(1, 1_000, &[] as &[Vec<u8>]).unwrap();
     let out = s
         .apply_block(
             2,
+            2 * 1_000,
             &[
                 tx(OP, 1, heartbeat(genesis_node(), 1)),
                 tx(OP, 2, heartbeat(genesis_node(), 5)),
@@ -537,10 +547,10 @@ fn heartbeat_sequence_and_height() {
         ]
     );
     let n = s.node(&genesis_node()).unwrap();
-    assert_eq!((n.last_heartbeat_seq, n.last_heartbeat_height), (5, 2));
+    assert_eq!((n.last_heartbeat_seq, n.last_seen_ms), (5, 2_000));
     // Seq 0 is never above the initial 0.
     let out = s
-        .apply_block(3, &[tx(OP, 5, heartbeat(genesis_node(), 0))])
+        .apply_block(3, 3 * 1_000, &[tx(OP, 5, heartbeat(genesis_node(), 0))])
         .unwrap();
     assert_eq!(
         out.receipts,
@@ -555,14 +565,14 @@ fn block_level_errors_leave_state_unchanged() {
     let before = s.clone();
     let empty: &[Vec<u8>] = &[];
     assert_eq!(
-        s.apply_block(2, empty),
+        s.apply_block(2, 2 * 1_000, empty),
         Err(BlockError::WrongHeight {
             expected: 1,
             got: 2
         })
     );
     assert_eq!(
-        s.apply_block(0, empty),
+        s.apply_block(0, 0, empty),
         Err(BlockError::WrongHeight {
             expected: 1,
             got: 0
@@ -570,7 +580,7 @@ fn block_level_errors_leave_state_unchanged() {
     );
     let too_many = vec![Vec::<u8>::new(); MAX_TXS_PER_BLOCK + 1];
     assert_eq!(
-        s.apply_block(1, &too_many),
+        s.apply_block(1, 1_000, &too_many),
         Err(BlockError::TooManyTxs {
             count: MAX_TXS_PER_BLOCK + 1,
             max: MAX_TXS_PER_BLOCK
@@ -581,7 +591,7 @@ fn block_level_errors_leave_state_unchanged() {
     tampered[0] ^= 1;
     let block = vec![tx(ADMIN, 1, cfg("a", "v", 0)), tampered];
     assert_eq!(
-        s.apply_block(1, &block),
+        s.apply_block(1, 1_000, &block),
         Err(BlockError::BadTx {
             index: 1,
             error: TxError::BadSignature
@@ -589,7 +599,7 @@ fn block_level_errors_leave_state_unchanged() {
     );
     assert_eq!(
         State::validate_block_txs(&block).unwrap_err(),
-        s.apply_block(1, &block).unwrap_err()
+        s.apply_block(1, 1_000, &block).unwrap_err()
     );
     assert_eq!(s, before);
     assert!(
@@ -601,7 +611,7 @@ fn block_level_errors_leave_state_unchanged() {
     let mut zero_nonce = signed(ADMIN, 1, cfg("a", "v", 0));
     zero_nonce.tx.nonce = 0;
     assert!(matches!(
-        s.apply_verified_block(1, &[zero_nonce]),
+        s.apply_verified_block(1, 1_000, &[zero_nonce]),
         Err(BlockError::BadTx {
             index: 0,
             error: TxError::InvalidField { field: "nonce", .. }
@@ -611,7 +621,7 @@ fn block_level_errors_leave_state_unchanged() {
 
     let ok = State::validate_block_txs(&block[..1]).unwrap();
     assert_eq!(ok, vec![signed(ADMIN, 1, cfg("a", "v", 0))]);
-    assert!(s.apply_block(1, &block[..1]).is_ok());
+    assert!(s.apply_block(1, 1_000, &block[..1]).is_ok());
     assert_eq!(s.height(), 1);
 }
 
@@ -681,6 +691,7 @@ fn entries_round_trip_gives_same_root() {
     let mut s = State::genesis(&genesis()).unwrap();
     s.apply_block(
         1,
+        1_000,
         &[
             tx(ADMIN, 1, cfg("x", "1", 0)),
             tx(STRANGER, 1, TxKind::RegisterAccount { name: "s".into() }),
@@ -700,7 +711,10 @@ fn entries_round_trip_gives_same_root() {
     let mut a = s.clone();
     let mut b = rebuilt;
     let block = [tx(ADMIN, 2, cfg("x", "2", 1))];
-    assert_eq!(a.apply_block(2, &block), b.apply_block(2, &block));
+    assert_eq!(
+        a.apply_block(2, 2 * 1_000, &block),
+        b.apply_block(2, 2 * 1_000, &block)
+    );
 }
 
 #[test]
@@ -712,19 +726,20 @@ fn take_dirty_accumulates_to_the_live_state() {
     absorb(&mut mirror, first);
     assert!(s.take_dirty().is_empty());
 
-    s.apply_block(1, &[tx(ADMIN, 1, cfg("x", "1", 0))]).unwrap();
+    s.apply_block(1, 1_000, &[tx(ADMIN, 1, cfg("x", "1", 0))])
+        .unwrap();
     let dirty = s.take_dirty();
     let keys: Vec<u8> = dirty.iter().map(|(k, _)| k[0]).collect();
     assert_eq!(
         keys,
-        vec![0, 1, 3],
-        "height, the signer account and the config key"
+        vec![0, 1, 2, 3],
+        "height, the signer account, the genesis node (first seen at block 1), the config key"
     );
     absorb(&mut mirror, dirty);
 
-    s.apply_block(2, &[tx(OP, 1, heartbeat(genesis_node(), 1))])
+    s.apply_block(2, 2 * 1_000, &[tx(OP, 1, heartbeat(genesis_node(), 1))])
         .unwrap();
-    s.apply_block(3, &[tx(OP, 2, heartbeat(genesis_node(), 2))])
+    s.apply_block(3, 3 * 1_000, &[tx(OP, 2, heartbeat(genesis_node(), 2))])
         .unwrap();
     absorb(&mut mirror, s.take_dirty());
 
@@ -760,6 +775,7 @@ fn from_entries_rejects_corrupt_input() {
         let mut v = vec![4, 0, 0, 0];
         v.extend_from_slice(b"test");
         v.extend_from_slice(&u64::MAX.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes()); // block time
         v
     };
     assert_eq!(corrupt(e), "height is at its maximum");
@@ -773,12 +789,14 @@ fn state_root_commits_to_height_and_content() {
     let mut a = State::genesis(&genesis()).unwrap();
     let mut b = a.clone();
     let r0 = a.state_root();
-    a.apply_block(1, &[tx(ADMIN, 1, cfg("k", "1", 0))]).unwrap();
-    b.apply_block(1, &[tx(ADMIN, 1, cfg("k", "2", 0))]).unwrap();
+    a.apply_block(1, 1_000, &[tx(ADMIN, 1, cfg("k", "1", 0))])
+        .unwrap();
+    b.apply_block(1, 1_000, &[tx(ADMIN, 1, cfg("k", "2", 0))])
+        .unwrap();
     assert_ne!(a.state_root(), r0);
     assert_ne!(a.state_root(), b.state_root(), "one value byte differs");
     let mut c = State::genesis(&genesis()).unwrap();
-    c.apply_block(1, &[] as &[Vec<u8>]).unwrap();
+    c.apply_block(1, 1_000, &[] as &[Vec<u8>]).unwrap();
     assert_ne!(c.state_root(), r0, "the height alone moves the root");
 }
 

@@ -9,6 +9,7 @@
 use crate::config::{hex, hex32};
 use bytes::Bytes;
 use cairn_chain::{block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError};
+use cairn_ledger::registry;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -17,8 +18,6 @@ use tokio::net::TcpListener;
 
 /// Largest accepted `POST /tx` body: one raw maximum-size transaction.
 pub const MAX_TX_BODY_BYTES: usize = cairn_ledger::MAX_TX_SIZE_BYTES;
-/// A node is healthy if it heartbeated within this many blocks (the placement default).
-pub const HEALTH_WINDOW_BLOCKS: u64 = cairn_ledger::placement::DEFAULT_HEALTHY_WITHIN_BLOCKS;
 
 /// What the admin API serves.
 pub struct Admin {
@@ -254,11 +253,7 @@ pub fn status_json(admin: &Admin) -> Value {
         {
             *zones.entry(node.zone.clone()).or_default() += 1;
             total += 1;
-            if is_healthy(
-                state.height(),
-                node.last_heartbeat_height,
-                node.registered_height,
-            ) {
+            if registry::is_healthy(state, node) {
                 healthy += 1;
             }
         }
@@ -285,13 +280,16 @@ pub fn status_json(admin: &Admin) -> Value {
     })
 }
 
-fn is_healthy(height: u64, last_heartbeat_height: u64, registered_height: u64) -> bool {
-    cairn_ledger::placement::is_healthy(
-        last_heartbeat_height,
-        registered_height,
-        height,
-        HEALTH_WINDOW_BLOCKS,
-    )
+/// A node's advertised addresses by service name (the record keeps them in
+/// [`registry::Service`] order).
+fn endpoints_json(n: &cairn_ledger::NodeRecord) -> Value {
+    let mut out = serde_json::Map::new();
+    for s in registry::Service::ALL {
+        if let Some(a) = registry::address(n, s) {
+            out.insert(s.name().into(), Value::String(a.to_string()));
+        }
+    }
+    Value::Object(out)
 }
 
 fn roles_json(r: &cairn_ledger::Roles) -> Value {
@@ -313,15 +311,16 @@ fn nodes_json(admin: &Admin) -> Value {
                     "requested_capacity_bytes": n.requested_capacity_bytes,
                     "admissions": n.admissions,
                     "addresses": n.addresses,
+                    "endpoints": endpoints_json(n),
                     "capacity_bytes": n.capacity_bytes,
                     "stake": n.stake,
                     "registered_height": n.registered_height,
-                    "last_heartbeat_height": n.last_heartbeat_height,
-                    "healthy": is_healthy(state.height(), n.last_heartbeat_height, n.registered_height),
+                    "last_seen_ms": n.last_seen_ms,
+                    "healthy": registry::is_healthy(state, n),
                 })
             })
             .collect();
-        json!({"height": state.height(), "nodes": nodes})
+        json!({"height": state.height(), "time_ms": state.time_ms(), "nodes": nodes})
     })
 }
 

@@ -216,8 +216,7 @@ pub fn manage_as(
         .iter()
         .filter(|n| n["roles"]["gateway"] == true)
         .filter_map(|n| {
-            n["addresses"]
-                .get(2)?
+            n["endpoints"]["s3"]
                 .as_str()?
                 .parse::<std::net::SocketAddr>()
                 .ok()

@@ -2,8 +2,8 @@
 //! gateway pipeline, signing a fresh single-use ticket per request (see
 //! [`crate::fragment_auth`]) that names the receiving node.
 //!
-//! Addresses: a node's fragment listener is `addresses[FRAGMENT_ADDRESS_INDEX]` (3) of its
-//! ledger record (`[0]` p2p, `[1]` admin API, `[2]` S3, or a placeholder repeating the admin
+//! Addresses: a node's fragment listener is the `registry::Service::Fragments` address of its
+//! ledger record (after p2p, admin API and S3, the last a placeholder repeating the admin
 //! address on nodes without S3). The transport looks the address up in the *current*
 //! finalized state on every request, so nodes registered or re-addressed after the gateway
 //! started are reachable without a restart. A record without a fragment address (an older
@@ -33,8 +33,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Position of the fragment listener's address in a node record's `addresses`.
-pub const FRAGMENT_ADDRESS_INDEX: usize = 3;
 /// Idle keep-alive connections kept per node; more are closed after use.
 pub const MAX_IDLE_CONNECTIONS_PER_NODE: usize = 16;
 /// Longest a pooled connection is reused after its last reply (half the server's idle
@@ -47,7 +45,7 @@ pub const RETRY_BACKOFF_MS: u64 = 100;
 
 /// The fragment listener a node advertises, if any.
 pub fn fragment_address(node: &NodeRecord) -> Option<SocketAddr> {
-    node.addresses.get(FRAGMENT_ADDRESS_INDEX)?.parse().ok()
+    cairn_ledger::registry::address(node, cairn_ledger::registry::Service::Fragments)
 }
 
 /// Resolves a node id to its fragment address (in a node: from current finalized state).
@@ -183,7 +181,7 @@ impl HttpTransport {
         let addr = (self.addresses)(&node).ok_or_else(|| {
             err(
                 "no fragment address for",
-                &"its ledger record has no addresses[3] (unknown node or an older layout)",
+                &"its ledger record advertises no fragment address (unknown node or an older layout)",
             )
         })?;
         let attempts = async {

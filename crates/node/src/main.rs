@@ -505,7 +505,7 @@ fn status(endpoint: &str) -> Result<(), String> {
     );
     for n in nodes["nodes"].as_array().cloned().unwrap_or_default() {
         let id = n["node_id"].as_str().unwrap_or("");
-        let admin_addr = n["addresses"].get(1).and_then(|a| a.as_str()).unwrap_or("");
+        let admin_addr = n["endpoints"]["admin"].as_str().unwrap_or("");
         if n["status"] == "pending" {
             // Never contact a pending node: its addresses are its own claim.
             println!(

@@ -19,10 +19,9 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 /// Signature-cache capacity per process.
 pub const SIG_CACHE_CAPACITY: usize = 500_000;
-/// Default interval between a node's heartbeat transactions.
-/// (2 s: a node's health is judged by heartbeats within `HEALTH_WINDOW_BLOCKS`, which must
-/// span a few heartbeats even when blocks come every ~100 ms under load.)
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+/// Default interval between a node's heartbeat transactions (the ledger's health window,
+/// `registry::HEALTH_WINDOW_MS`, spans several).
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = cairn_ledger::registry::HEARTBEAT_INTERVAL_MS;
 /// Blocks a heartbeat stays valid: a late heartbeat says nothing about now.
 pub const HEARTBEAT_VALIDITY_BLOCKS: u64 = 20;
 
