@@ -234,26 +234,26 @@ impl From<Error> for S3Error {
             err.set_status_code(s);
         }
         if retry == Retry::After {
-            let mut h = HeaderMap::new();
-            h.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(RETRY_AFTER_SECS),
-            );
-            err.set_headers(h);
+            hint_retry(&mut err);
         }
         err
     }
 }
 
-/// A 503 ServiceUnavailable the client should retry.
-pub(crate) fn unavailable(msg: impl Into<String>) -> S3Error {
-    let mut err = S3Error::with_message(S3ErrorCode::ServiceUnavailable, msg.into());
+/// Tells the client when to retry.
+fn hint_retry(err: &mut S3Error) {
     let mut h = HeaderMap::new();
     h.insert(
         http::header::RETRY_AFTER,
         HeaderValue::from(RETRY_AFTER_SECS),
     );
     err.set_headers(h);
+}
+
+/// A 503 ServiceUnavailable the client should retry.
+pub(crate) fn unavailable(msg: impl Into<String>) -> S3Error {
+    let mut err = S3Error::with_message(S3ErrorCode::ServiceUnavailable, msg.into());
+    hint_retry(&mut err);
     err
 }
 

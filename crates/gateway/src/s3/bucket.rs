@@ -4,6 +4,13 @@ use super::*;
 use cairn_ledger::objects;
 
 impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
+    /// Succeeds if the caller of `req` may read `bucket`.
+    fn bucket_readable<I>(&self, req: &S3Request<I>, bucket: &str) -> S3Result<()> {
+        let account = self.account(req)?;
+        self.ledger
+            .read(|s| self.readable(s, account.as_ref(), bucket).map(|_| ()))
+    }
+
     pub(super) async fn create_bucket(
         &self,
         req: S3Request<dto::CreateBucketInput>,
@@ -93,11 +100,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         &self,
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        let account = self.account(&req)?;
-        self.ledger.read(|s| {
-            self.readable(s, account.as_ref(), &req.input.bucket)
-                .map(|_| ())
-        })?;
+        self.bucket_readable(&req, &req.input.bucket)?;
         Ok(S3Response::new(dto::HeadBucketOutput {
             bucket_region: Some("us-east-1".into()),
             ..Default::default()
@@ -108,11 +111,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        let account = self.account(&req)?;
-        self.ledger.read(|s| {
-            self.readable(s, account.as_ref(), &req.input.bucket)
-                .map(|_| ())
-        })?;
+        self.bucket_readable(&req, &req.input.bucket)?;
         Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
     }
 
