@@ -347,3 +347,57 @@ pub fn devnet_configs(dir: &Path) -> Result<Vec<NodeConfig>, String> {
         .map(|p| NodeConfig::load(p).map_err(|e| e.to_string()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::WorkerState;
+
+    async fn finalizer_state(health: &crate::tasks::Health) -> (WorkerState, Option<String>) {
+        for _ in 0..200 {
+            let w = health.report().workers.remove(0);
+            if w.state == WorkerState::Failed {
+                return (w.state, w.reason);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let w = health.report().workers.remove(0);
+        (w.state, w.reason)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_finalizer_makes_the_node_unhealthy() {
+        let (tx, rx) = watch::channel(None);
+        let mut set = TaskSet::new();
+        let health = set.health();
+        set.start(finalizer_worker(rx));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(health.healthy(), "unhealthy while the finalizer runs");
+        tx.send(Some(FinalizerStopped::Apply {
+            height: 5,
+            reason: "state root mismatch".into(),
+        }))
+        .unwrap();
+        let (state, reason) = finalizer_state(&health).await;
+        assert_eq!(state, WorkerState::Failed);
+        assert_eq!(
+            reason.as_deref(),
+            Some("cannot apply finalized block 5: state root mismatch")
+        );
+        assert!(!health.healthy());
+        let (failed_ok, failed) = crate::admin::health_json(&health);
+        assert!(!failed_ok);
+        assert_eq!(failed, ["finalizer"]);
+
+        // An aborted finalizer (its sender dropped without a reason) counts as well.
+        let (tx, rx) = watch::channel(None);
+        let mut set = TaskSet::new();
+        let health = set.health();
+        set.start(finalizer_worker(rx));
+        drop(tx);
+        let (state, reason) = finalizer_state(&health).await;
+        assert_eq!(state, WorkerState::Failed);
+        assert!(reason.unwrap_or_default().contains("aborted"));
+        assert_eq!(crate::admin::health_json(&health), (false, vec!["finalizer".to_string()]));
+    }
+}
