@@ -22,7 +22,7 @@
 //!   `Retry-After`. A GET reserves its fragment's size before reading it from disk and holds it
 //!   until the response is sent;
 //! * the body is read into one buffer of its declared length (so the budget is the memory
-//!   bound: with [`MAX_INFLIGHT_BODY_BYTES`] of 256 MiB, 24 concurrent 32 MiB pushes grow the
+//!   bound: with [`MAX_INFLIGHT_BODY_BYTES`] of 256 MiB, 32 concurrent 32 MiB pushes grow the
 //!   process by less than [`MAX_INFLIGHT_BODY_BYTES`] + [`RSS_SLACK_BYTES`], tested);
 //! * the body must arrive within [`BODY_TIMEOUT_BASE_MS`] plus its length at
 //!   [`MIN_BODY_RATE_BYTES_PER_S`] (408 otherwise).
@@ -70,7 +70,7 @@ pub const BODY_TIMEOUT_BASE_MS: u64 = 10_000;
 pub const MIN_BODY_RATE_BYTES_PER_S: u64 = 1024 * 1024;
 /// Memory beyond the in-flight budget that a burst of pushes may add to the process (hyper's
 /// per-connection buffers, allocator slack); the bound `fragments_tests` checks.
-pub const RSS_SLACK_BYTES: usize = 96 * 1024 * 1024;
+pub const RSS_SLACK_BYTES: usize = 64 * 1024 * 1024;
 /// `Retry-After` of 503 answers.
 pub const RETRY_AFTER_S: u64 = 1;
 

@@ -380,10 +380,10 @@ fn rss_bytes() -> usize {
 
 /// Many concurrent 32 MiB pushes: the server's RSS grows by less than the in-flight budget plus
 /// [`RSS_SLACK_BYTES`], because bodies over budget are refused before a byte is read and each
-/// admitted body is held once. (Without the budget, 24 bodies would hold 768 MiB.)
+/// admitted body is held once. (Without the budget, 32 bodies could hold 1 GiB.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
-    const PUSHES: usize = 24;
+    const PUSHES: usize = 32;
     let len = MAX_FRAGMENT_SIZE_BYTES;
     let data = Bytes::from(vec![7u8; len]);
     let root = cairn_storage::merkle::root_of(&data);
@@ -436,8 +436,6 @@ async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
         "{PUSHES} x 32 MiB pushes: {stored} stored, {refused} refused, RSS grew {} MiB",
         grown >> 20
     );
-    assert!(stored >= 1, "no push was stored");
-    assert!(refused >= 1, "the budget never refused a push");
     assert!(
         grown < MAX_INFLIGHT_BODY_BYTES + RSS_SLACK_BYTES,
         "RSS grew by {} MiB, over the {} MiB budget + {} MiB slack",
@@ -445,4 +443,6 @@ async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
         MAX_INFLIGHT_BODY_BYTES >> 20,
         RSS_SLACK_BYTES >> 20
     );
+    assert!(stored >= 1, "no push was stored");
+    assert!(refused >= 1, "the budget never refused a push");
 }
