@@ -87,7 +87,10 @@ pub fn ephemeral_range() -> Option<(u16, u16)> {
 
 /// The named ports that lie inside the ephemeral range `lo..=hi`.
 pub fn ephemeral_overlaps(ports: &[(String, u16)], (lo, hi): (u16, u16)) -> Vec<&(String, u16)> {
-    ports.iter().filter(|(_, p)| (lo..=hi).contains(p)).collect()
+    ports
+        .iter()
+        .filter(|(_, p)| (lo..=hi).contains(p))
+        .collect()
 }
 
 /// Fails with a clear message if any listen port lies in the kernel's ephemeral range: an
@@ -346,7 +349,10 @@ mod tests {
             return; // not Linux: nothing to check against
         };
         let err = check_ports_outside_ephemeral(&[("n05 DNS".into(), lo)]).unwrap_err();
-        assert!(err.contains("n05 DNS") && err.contains(&lo.to_string()), "{err}");
+        assert!(
+            err.contains("n05 DNS") && err.contains(&lo.to_string()),
+            "{err}"
+        );
         if let Some(below) = lo.checked_sub(1) {
             assert!(check_ports_outside_ephemeral(&[("n05 DNS".into(), below)]).is_ok());
         }

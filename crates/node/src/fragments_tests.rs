@@ -403,7 +403,10 @@ async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
     };
     let pushes: Vec<_> = (0..PUSHES)
         .map(|_| {
-            let (data, head) = (data.clone(), signed_head(1, "PUT", root, len as u64, now_ms()));
+            let (data, head) = (
+                data.clone(),
+                signed_head(1, "PUT", root, len as u64, now_ms()),
+            );
             let addr = srv.addr;
             tokio::spawn(async move {
                 let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -411,8 +414,8 @@ async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
                 // A refused push is answered (and closed) before its body is read.
                 let _ = s.write_all(&data).await;
                 let mut out = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out))
-                    .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out)).await;
                 String::from_utf8_lossy(&out).into_owned()
             })
         })

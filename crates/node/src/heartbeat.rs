@@ -114,13 +114,17 @@ mod tests {
         let shared = shared_with_node(&key);
         let mut set = TaskSet::new();
         let health = set.health();
-        set.start(FnWorker::new("finalizer", true, move |mut stop: Stop| async move {
-            if critical_fails {
-                return Err(WorkerError::Fatal("cannot apply block 3".into()));
-            }
-            stop.requested().await;
-            Ok(())
-        }));
+        set.start(FnWorker::new(
+            "finalizer",
+            true,
+            move |mut stop: Stop| async move {
+                if critical_fails {
+                    return Err(WorkerError::Fatal("cannot apply block 3".into()));
+                }
+                stop.requested().await;
+                Ok(())
+            },
+        ));
         let (s, h) = (shared.clone(), health.clone());
         let nonces = Arc::new(Nonces::new(node_id(&key)));
         set.start(FnWorker::new("heartbeats", true, move |stop| {

@@ -5,6 +5,12 @@
 //! (build, sign and submit transactions), `put/get/ls/rm/mb` (S3 object commands), `keygen`,
 //! and `bench chain|storage`.
 //! See `docs/CONFIG.md` for the config files.
+//!
+//! A node's long-running tasks (listeners, heartbeats, planner, DNS updater, watchers of the
+//! chain's finalizer and p2p network) are named workers (`tasks`): `GET /workers` lists them,
+//! a failed critical worker makes the node unhealthy (`/status`, no more heartbeats), and
+//! SIGINT/SIGTERM stops them in reverse start order within `tasks::SHUTDOWN_TIMEOUT_MS`.
+//! `cairn devnet` prints `devnet ready` only when every node is up and healthy.
 
 mod admin;
 mod admission;

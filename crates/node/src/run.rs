@@ -398,6 +398,9 @@ mod tests {
         let (state, reason) = finalizer_state(&health).await;
         assert_eq!(state, WorkerState::Failed);
         assert!(reason.unwrap_or_default().contains("aborted"));
-        assert_eq!(crate::admin::health_json(&health), (false, vec!["finalizer".to_string()]));
+        assert_eq!(
+            crate::admin::health_json(&health),
+            (false, vec!["finalizer".to_string()])
+        );
     }
 }

@@ -403,7 +403,10 @@ fn node_health(n: &NodeProc) -> Result<(), String> {
     if s["healthy"].as_bool() == Some(true) {
         return Ok(());
     }
-    Err(format!("unhealthy: failed critical workers {}", s["failed_workers"]))
+    Err(format!(
+        "unhealthy: failed critical workers {}",
+        s["failed_workers"]
+    ))
 }
 
 fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), String> {
@@ -513,7 +516,12 @@ fn wait_all_up(net: &mut Devnet, dir: &Path, need_block: bool) -> Result<(), Str
             let why = if down.is_empty() {
                 "no block finalized".to_string()
             } else {
-                format!("{} of {} nodes not up:\n  {}", down.len(), net.nodes.len(), down.join("\n  "))
+                format!(
+                    "{} of {} nodes not up:\n  {}",
+                    down.len(),
+                    net.nodes.len(),
+                    down.join("\n  ")
+                )
             };
             return Err(format!(
                 "devnet not ready after {READY_TIMEOUT_MS} ms: {why}\nsee the node logs under {}",

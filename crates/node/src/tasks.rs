@@ -346,7 +346,10 @@ mod tests {
         let w = settle(&health, "optional", WorkerState::Failed).await;
         assert_eq!(w.reason.as_deref(), Some("disk gone"));
         settle(&health, "admin", WorkerState::Running).await;
-        assert!(health.healthy(), "a non-critical failure left the node unhealthy");
+        assert!(
+            health.healthy(),
+            "a non-critical failure left the node unhealthy"
+        );
 
         set.start(FnWorker::new("finalizer", true, |_| async {
             Err(WorkerError::Fatal("cannot apply block 7".into()))
@@ -386,13 +389,17 @@ mod tests {
         let health = set.health();
         for name in ["p2p", "fragments", "admin", "heartbeats"] {
             let stopped = stopped.clone();
-            set.start(FnWorker::new(name, true, move |mut stop: Stop| async move {
-                stop.requested().await;
-                // Yield so a worker stopped early could be overtaken by a later one.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                stopped.lock().unwrap().push(name);
-                Ok(())
-            }));
+            set.start(FnWorker::new(
+                name,
+                true,
+                move |mut stop: Stop| async move {
+                    stop.requested().await;
+                    // Yield so a worker stopped early could be overtaken by a later one.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    stopped.lock().unwrap().push(name);
+                    Ok(())
+                },
+            ));
         }
         settle(&health, "heartbeats", WorkerState::Running).await;
         let report = set.shutdown(Duration::from_secs(5)).await;

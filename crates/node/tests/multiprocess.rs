@@ -139,7 +139,14 @@ fn kill9_restart_catches_up_and_roots_agree() {
         let w = get(admin(i), "/workers").expect("GET /workers");
         assert_eq!(w["healthy"], true, "node {i}: {w}");
         let workers = w["workers"].as_array().unwrap();
-        for name in ["finalizer", "p2p", "fragments", "admin", "dns-tcp", "heartbeats"] {
+        for name in [
+            "finalizer",
+            "p2p",
+            "fragments",
+            "admin",
+            "dns-tcp",
+            "heartbeats",
+        ] {
             let entry = workers.iter().find(|x| x["name"] == name);
             assert!(
                 entry.is_some_and(|x| x["state"] == "running" && x["critical"] == true),
@@ -216,7 +223,15 @@ fn devnet_names_a_node_that_cannot_bind_and_is_not_ready() {
     let _hold = TcpListener::bind(("127.0.0.1", held)).unwrap();
     let dir = tmp("bindfail");
     let mut child = Command::new(BIN)
-        .args(["devnet", "--nodes", "4", "--validators", "4", "--zones", "2"])
+        .args([
+            "devnet",
+            "--nodes",
+            "4",
+            "--validators",
+            "4",
+            "--zones",
+            "2",
+        ])
         .args(["--base-port", &base.to_string(), "--dir"])
         .arg(&dir)
         .stdout(Stdio::piped())
@@ -236,8 +251,18 @@ fn devnet_names_a_node_that_cannot_bind_and_is_not_ready() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let status = status.unwrap_or_else(|| panic!("devnet still running after 60 s:\n{out}"));
     assert!(!status.success(), "devnet exited 0:\n{out}");
     assert!(!out.contains("devnet ready"), "claimed ready:\n{out}");
