@@ -23,7 +23,7 @@
 //!   until the response is sent;
 //! * the body is read into one buffer of its declared length (so the budget is the memory
 //!   bound: with [`MAX_INFLIGHT_BODY_BYTES`] of 256 MiB, 32 concurrent 32 MiB pushes grow the
-//!   process by less than [`MAX_INFLIGHT_BODY_BYTES`] + [`RSS_SLACK_BYTES`], tested);
+//!   process by less than [`MAX_INFLIGHT_BODY_BYTES`] + 64 MiB, tested);
 //! * the body must arrive within [`BODY_TIMEOUT_BASE_MS`] plus its length at
 //!   [`MIN_BODY_RATE_BYTES_PER_S`] (408 otherwise).
 //!
@@ -68,9 +68,6 @@ pub const MAX_INFLIGHT_BODY_BYTES: usize = 256 * 1024 * 1024;
 pub const BODY_TIMEOUT_BASE_MS: u64 = 10_000;
 /// Slowest accepted upload rate (the body deadline grows by its length at this rate).
 pub const MIN_BODY_RATE_BYTES_PER_S: u64 = 1024 * 1024;
-/// Memory beyond the in-flight budget that a burst of pushes may add to the process (hyper's
-/// per-connection buffers, allocator slack); the bound `fragments_tests` checks.
-pub const RSS_SLACK_BYTES: usize = 64 * 1024 * 1024;
 /// `Retry-After` of 503 answers.
 pub const RETRY_AFTER_S: u64 = 1;
 
