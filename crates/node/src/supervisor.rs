@@ -98,12 +98,13 @@ impl Devnet {
         // with the devnet even if the devnet itself is SIGKILLed.
         unsafe {
             cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if let Some(gid) = gid {
                     if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                // After setgid: changing credentials clears the parent-death signal.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }
