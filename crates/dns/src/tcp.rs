@@ -281,7 +281,12 @@ mod hygiene_tests {
             0,
             std::iter::empty(),
         )));
-        let _server = serve(listener, snapshot, Arc::new(Stats::default()), limits);
+        let _server = tokio::spawn(serve(
+            listener,
+            snapshot,
+            Arc::new(Stats::default()),
+            limits,
+        ));
         addr
     }
 
