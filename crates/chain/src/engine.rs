@@ -172,6 +172,28 @@ impl BlockReader {
     }
 }
 
+/// Why the finalizer stopped: the node's state no longer advances after this.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FinalizerStopped {
+    /// A finalized block needed to fill a gap is not in marshal's archive.
+    #[error("finalized block {height} is missing from the archive")]
+    MissingBlock {
+        /// The missing height.
+        height: u64,
+    },
+    /// Applying a finalized block failed.
+    #[error("cannot apply finalized block {height}: {reason}")]
+    Apply {
+        /// The block's height.
+        height: u64,
+        /// The ledger's or store's error.
+        reason: String,
+    },
+    /// Marshal closed the finalized-block feed.
+    #[error("marshal closed the finalized-block feed")]
+    FeedClosed,
+}
+
 /// A running node.
 pub struct Node {
     /// Finalized block reader.
@@ -180,6 +202,9 @@ pub struct Node {
     pub shared: Arc<Shared>,
     /// Task handles (abort to stop the node).
     pub handles: Vec<Handle<()>>,
+    /// `None` while the finalizer runs; why it stopped once it has (if the task is aborted
+    /// instead, the sender is dropped and receivers see the channel close).
+    pub finalizer_exit: tokio::sync::watch::Receiver<Option<FinalizerStopped>>,
 }
 
 impl Node {
@@ -395,9 +420,14 @@ where
     let engine_handle = engine.start(channels.votes, channels.certificates, channels.resolver);
 
     let marshal_mailbox_reader = marshal_mailbox.clone();
+    let (finalizer_exit_tx, finalizer_exit) = tokio::sync::watch::channel(None);
     let finalizer_handle = context.child("finalizer").spawn({
         let shared = shared.clone();
-        move |_| run_finalizer(shared, marshal_mailbox, finalized_receiver)
+        move |_| async move {
+            let stopped = run_finalizer(shared, marshal_mailbox, finalized_receiver).await;
+            error!(reason = %stopped, "finalizer stopped; this node's state no longer advances");
+            let _ = finalizer_exit_tx.send(Some(stopped));
+        }
     });
     let gossip_handle = context.child("gossip").spawn({
         let shared = shared.clone();
@@ -417,6 +447,7 @@ where
             finalizer_handle,
             gossip_handle,
         ],
+        finalizer_exit,
     })
 }
 
@@ -447,12 +478,13 @@ fn archive_config<C>(
     }
 }
 
-/// Applies finalized blocks in order, filling any gap from marshal's archive first.
+/// Applies finalized blocks in order, filling any gap from marshal's archive first; returns
+/// only when it cannot go on.
 async fn run_finalizer(
     shared: Arc<Shared>,
     marshal: MarshalMailbox<Scheme, Standard<Block>>,
     mut receiver: mpsc::UnboundedReceiver<(Arc<Block>, commonware_utils::acknowledgement::Exact)>,
-) {
+) -> FinalizerStopped {
     while let Some((block, ack)) = receiver.next().await {
         let applied = shared.finalized_height();
         if block.height <= applied {
@@ -474,20 +506,24 @@ async fn run_finalizer(
                 .get_block(Identifier::Height(Height::new(height)))
                 .await
             else {
-                error!(height, "finalized block missing from archive; cannot apply");
-                return;
+                return FinalizerStopped::MissingBlock { height };
             };
             if let Err(e) = shared.apply_finalized(missing.inner()) {
-                error!(height, error = %e, "cannot apply finalized block; stopping finalizer");
-                return;
+                return FinalizerStopped::Apply {
+                    height,
+                    reason: e.to_string(),
+                };
             }
         }
         if let Err(e) = shared.apply_finalized(&block) {
-            error!(height = block.height, error = %e, "cannot apply finalized block; stopping finalizer");
-            return;
+            return FinalizerStopped::Apply {
+                height: block.height,
+                reason: e.to_string(),
+            };
         }
         ack.acknowledge();
     }
+    FinalizerStopped::FeedClosed
 }
 
 /// Splits pending transactions into gossip batches of at most [`MAX_GOSSIP_TXS`] transactions

@@ -136,22 +136,22 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)
 }
 
-/// Serves DNS over TCP on `listener` with `limits`, and returns a hickory server with no
-/// listener (for the benchmark's hickory UDP mode). Must be called inside a tokio runtime.
-pub fn serve(
+/// A hickory server over the same snapshot, with no listener (for the benchmark's hickory UDP
+/// mode). Must be called inside a tokio runtime.
+pub fn hickory_server(snapshot: answer::Shared, stats: Arc<Stats>) -> Server<Handler> {
+    let _ = OpCode::Query; // the hickory handler answers queries; hickory refuses other opcodes
+    Server::new(Handler { snapshot, stats })
+}
+
+/// Serves DNS over TCP on `listener` with `limits`; never returns (the caller runs it as a
+/// task and stops it by dropping it).
+pub async fn serve(
     listener: TcpListener,
     snapshot: answer::Shared,
     stats: Arc<Stats>,
     limits: TcpLimits,
-) -> Server<Handler> {
-    let _ = OpCode::Query; // the hickory handler answers queries; hickory refuses other opcodes
-    tokio::spawn(accept_loop(
-        listener,
-        snapshot.clone(),
-        stats.clone(),
-        limits,
-    ));
-    Server::new(Handler { snapshot, stats })
+) {
+    accept_loop(listener, snapshot, stats, limits).await
 }
 
 async fn accept_loop(
@@ -281,7 +281,12 @@ mod hygiene_tests {
             0,
             std::iter::empty(),
         )));
-        let _server = serve(listener, snapshot, Arc::new(Stats::default()), limits);
+        let _server = tokio::spawn(serve(
+            listener,
+            snapshot,
+            Arc::new(Stats::default()),
+            limits,
+        ));
         addr
     }
 

@@ -1,12 +1,17 @@
 //! Admin HTTP API (JSON) served by every node.
 //!
-//! Endpoints: `GET /status`, `GET /nodes`, `GET /blocks/{height}`, `GET /accounts/{hex}`,
+//! Endpoints: `GET /status` (with `healthy`: false once a critical worker failed, and the
+//! names of failed critical workers), `GET /workers` ([`crate::tasks::WorkersReport`]),
+//! `GET /nodes`, `GET /blocks/{height}`, `GET /accounts/{hex}`,
 //! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
 //! (Prometheus text). Connections, timeouts and body rates are bounded by `crate::conn`.
 //! Fragments are not served here but on the node's own fragment listener (`crate::fragments`).
 
-use crate::config::{hex, hex32};
+use crate::{
+    config::{hex, hex32},
+    tasks::Health,
+};
 use bytes::Bytes;
 use cairn_chain::{block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError};
 use cairn_ledger::registry;
@@ -35,6 +40,8 @@ pub struct Admin {
     pub blocks: BlockReader,
     /// Renders runtime metrics (Prometheus text).
     pub metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// The node's worker states.
+    pub health: Health,
 }
 
 /// Binds the admin listener (fails fast with a clear error if the port is taken).
@@ -105,6 +112,7 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["status"]) => json_response(StatusCode::OK, status_json(admin)),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
+        (&Method::GET, ["workers"]) => json_response(StatusCode::OK, json!(admin.health.report())),
         (&Method::GET, ["blocks", height]) => {
             let Ok(height) = height.parse::<u64>() else {
                 return error(
@@ -263,8 +271,11 @@ pub fn status_json(admin: &Admin) -> Value {
             .count();
         (zones, healthy, total, pending)
     });
+    let (self_healthy, failed_workers) = health_json(&admin.health);
     json!({
         "name": admin.name,
+        "healthy": self_healthy,
+        "failed_workers": failed_workers,
         "chain_id": admin.chain_id,
         "node_id": admin.node_id,
         "height": f.height,
@@ -278,6 +289,19 @@ pub fn status_json(admin: &Admin) -> Value {
         "nodes_total": total,
         "nodes_pending": pending,
     })
+}
+
+/// This node's own health for `/status`: false with the failed critical workers' names once
+/// any has failed.
+pub fn health_json(health: &Health) -> (bool, Vec<String>) {
+    let report = health.report();
+    let failed = report
+        .workers
+        .into_iter()
+        .filter(|w| w.critical && w.state == crate::tasks::WorkerState::Failed)
+        .map(|w| w.name)
+        .collect();
+    (report.healthy, failed)
 }
 
 /// A node's advertised addresses by service name (the record keeps them in

@@ -74,6 +74,45 @@ pub fn s3_credentials() -> (String, String) {
     )
 }
 
+/// Where the kernel keeps its ephemeral (outgoing) port range.
+pub const EPHEMERAL_RANGE_PATH: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The kernel's ephemeral port range (inclusive), if readable.
+pub fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string(EPHEMERAL_RANGE_PATH).ok()?;
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+    let (lo, hi) = (parts.next()??, parts.next()??);
+    Some((lo, hi))
+}
+
+/// The named ports that lie inside the ephemeral range `lo..=hi`.
+pub fn ephemeral_overlaps(ports: &[(String, u16)], (lo, hi): (u16, u16)) -> Vec<&(String, u16)> {
+    ports
+        .iter()
+        .filter(|(_, p)| (lo..=hi).contains(p))
+        .collect()
+}
+
+/// Fails with a clear message if any listen port lies in the kernel's ephemeral range: an
+/// outgoing connection (e.g. between the devnet's own nodes) may hold such a port at any time,
+/// and the node that needs it then fails to bind.
+pub fn check_ports_outside_ephemeral(ports: &[(String, u16)]) -> Result<(), String> {
+    let Some(range) = ephemeral_range() else {
+        return Ok(());
+    };
+    let bad = ephemeral_overlaps(ports, range);
+    let Some((first, port)) = bad.first() else {
+        return Ok(());
+    };
+    Err(format!(
+        "{} listen port(s) lie in the kernel's ephemeral port range {}-{} ({EPHEMERAL_RANGE_PATH}), first {first} port {port}: outgoing connections can hold them and that node would fail to bind. Use a --base-port whose ports (base .. base+4000+nodes) stay below {} (with a new --dir; an existing layout keeps its ports)",
+        bad.len(),
+        range.0,
+        range.1,
+        range.0
+    ))
+}
+
 /// Where a layout's keys come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keys {
@@ -283,4 +322,39 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
     let text = toml::to_string(&genesis).map_err(|e| e.to_string())?;
     write_new(&dir.join("genesis.toml"), &text, keys)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_overlap_names_only_ports_inside_the_range() {
+        let ports = vec![
+            ("n00 p2p".to_string(), 7100),
+            ("n00 fragment".to_string(), 32_767),
+            ("n01 fragment".to_string(), 32_768),
+            ("n02 fragment".to_string(), 60_999),
+            ("n03 fragment".to_string(), 61_000),
+        ];
+        let bad = ephemeral_overlaps(&ports, (32_768, 60_999));
+        let names: Vec<&str> = bad.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["n01 fragment", "n02 fragment"]);
+        assert!(ephemeral_overlaps(&ports[..2], (32_768, 60_999)).is_empty());
+    }
+
+    #[test]
+    fn a_port_in_this_kernels_ephemeral_range_is_refused() {
+        let Some((lo, _)) = ephemeral_range() else {
+            return; // not Linux: nothing to check against
+        };
+        let err = check_ports_outside_ephemeral(&[("n05 DNS".into(), lo)]).unwrap_err();
+        assert!(
+            err.contains("n05 DNS") && err.contains(&lo.to_string()),
+            "{err}"
+        );
+        if let Some(below) = lo.checked_sub(1) {
+            assert!(check_ports_outside_ephemeral(&[("n05 DNS".into(), below)]).is_ok());
+        }
+    }
 }

@@ -3,9 +3,10 @@
 //! names pointed at healthy nodes is `cairn_chain::planner`, runtime-generic so it also runs
 //! in the deterministic simulator.
 //!
-//! The server only ever reads finalized state: a task rebuilds the [`Snapshot`] when a block
+//! The server only ever reads finalized state: a worker rebuilds the [`Snapshot`] when a block
 //! changes any zone version and swaps it in atomically.
 
+use crate::tasks::{serving, FnWorker, TaskSet, WorkerError};
 use cairn_chain::Shared;
 use cairn_dns::{
     answer::{self, Snapshot},
@@ -14,34 +15,30 @@ use cairn_dns::{
 use cairn_ledger::State;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
-/// Starts the authoritative server on `listen` (UDP and TCP) and the snapshot updater.
+/// Binds the authoritative server on `listen` (UDP and TCP) and starts its workers in
+/// `tasks`: `dns-tcp` (accept loop), `dns-snapshots` (the updater), both critical, and in
+/// benchmark mode `dns-udp-hickory`. The UDP answer path runs on its own OS threads.
 pub async fn start_server(
     shared: Arc<Shared>,
     listen: SocketAddr,
     cfg: ServerConfig,
+    tasks: &mut TaskSet,
 ) -> std::io::Result<(answer::Shared, Arc<Stats>)> {
     let initial = build(&shared);
     let snapshot: answer::Shared = Arc::new(arc_swap::ArcSwap::from_pointee(initial));
     let stats = Arc::new(Stats::default());
     let tcp = cairn_dns::tcp::bind(listen)?;
-    let mut tcp_server = cairn_dns::tcp::serve(
-        tcp,
-        snapshot.clone(),
-        stats.clone(),
-        cairn_dns::tcp::TcpLimits {
-            idle_timeout_ms: cfg.tcp_idle_timeout_ms,
-            ..Default::default()
-        },
-    );
     if std::env::var("CAIRN_BENCH_DNS_UDP").as_deref() == Ok("hickory") {
         // Only for scripts/bench-dns, to measure hickory's own UDP path in the same run.
         tracing::warn!("DNS over UDP served by hickory-server: benchmark mode, no rate limit");
-        tcp_server.register_socket(tokio::net::UdpSocket::bind(listen).await?);
-        tokio::spawn(async move {
-            if let Err(e) = tcp_server.block_until_done().await {
-                tracing::error!("DNS UDP (hickory) server stopped: {e}");
-            }
-        });
+        let mut udp_server = cairn_dns::tcp::hickory_server(snapshot.clone(), stats.clone());
+        udp_server.register_socket(tokio::net::UdpSocket::bind(listen).await?);
+        tasks.start(FnWorker::new("dns-udp-hickory", false, |_| async move {
+            udp_server
+                .block_until_done()
+                .await
+                .map_err(|e| WorkerError::Fatal(format!("hickory UDP server stopped: {e}")))
+        }));
     } else {
         server::spawn_udp(
             server::bind_udp(listen, cfg.udp_threads)?,
@@ -50,7 +47,24 @@ pub async fn start_server(
             stats.clone(),
         );
     }
-    tokio::spawn(update_snapshots(shared, snapshot.clone(), cfg.notify));
+    tasks.start(serving(
+        "dns-tcp",
+        true,
+        cairn_dns::tcp::serve(
+            tcp,
+            snapshot.clone(),
+            stats.clone(),
+            cairn_dns::tcp::TcpLimits {
+                idle_timeout_ms: cfg.tcp_idle_timeout_ms,
+                ..Default::default()
+            },
+        ),
+    ));
+    tasks.start(serving(
+        "dns-snapshots",
+        true,
+        update_snapshots(shared, snapshot.clone(), cfg.notify),
+    ));
     Ok((snapshot, stats))
 }
 

@@ -367,3 +367,89 @@ async fn idle_sockets_beyond_the_caps_do_not_lock_out_a_gateway() {
     );
     drop(idle);
 }
+
+/// Memory beyond the in-flight budget a burst of pushes may add to the process (hyper's
+/// per-connection buffers, allocator slack): the documented bound (docs/CONFIG.md).
+const RSS_SLACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Resident set size of this process (nextest runs each test in its own process).
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Many concurrent 32 MiB pushes: the server's RSS grows by less than the in-flight budget plus
+/// [`RSS_SLACK_BYTES`], because bodies over budget are refused before a byte is read and each
+/// admitted body is held once. (Without the budget, 32 bodies could hold 1 GiB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
+    const PUSHES: usize = 32;
+    let len = MAX_FRAGMENT_SIZE_BYTES;
+    let data = Bytes::from(vec![7u8; len]);
+    let root = cairn_storage::merkle::root_of(&data);
+    let srv = server(Limits::default()).await;
+    let baseline = rss_bytes();
+    assert!(baseline > 0, "no VmRSS in /proc/self/status");
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(baseline));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss_bytes(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let pushes: Vec<_> = (0..PUSHES)
+        .map(|_| {
+            let (data, head) = (
+                data.clone(),
+                signed_head(1, "PUT", root, len as u64, now_ms()),
+            );
+            let addr = srv.addr;
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(head.as_bytes()).await.unwrap();
+                // A refused push is answered (and closed) before its body is read.
+                let _ = s.write_all(&data).await;
+                let mut out = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out)).await;
+                String::from_utf8_lossy(&out).into_owned()
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    let mut refused = 0;
+    for p in pushes {
+        let reply = p.await.unwrap();
+        if reply.starts_with("HTTP/1.1 200") {
+            stored += 1;
+        } else if reply.starts_with("HTTP/1.1 503") || reply.is_empty() {
+            refused += 1;
+        } else {
+            panic!("unexpected reply: {reply}");
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let grown = peak.load(std::sync::atomic::Ordering::Relaxed) - baseline;
+    eprintln!(
+        "{PUSHES} x 32 MiB pushes: {stored} stored, {refused} refused, RSS grew {} MiB",
+        grown >> 20
+    );
+    assert!(
+        grown < MAX_INFLIGHT_BODY_BYTES + RSS_SLACK_BYTES,
+        "RSS grew by {} MiB, over the {} MiB budget + {} MiB slack",
+        grown >> 20,
+        MAX_INFLIGHT_BODY_BYTES >> 20,
+        RSS_SLACK_BYTES >> 20
+    );
+    assert!(stored >= 1, "no push was stored");
+    assert!(refused >= 1, "the budget never refused a push");
+}

@@ -5,6 +5,12 @@
 //! (build, sign and submit transactions), `put/get/ls/rm/mb` (S3 object commands), `keygen`,
 //! and `bench chain|storage`.
 //! See `docs/CONFIG.md` for the config files.
+//!
+//! A node's long-running tasks (listeners, heartbeats, planner, DNS updater, watchers of the
+//! chain's finalizer and p2p network) are named workers (`tasks`): `GET /workers` lists them,
+//! a failed critical worker makes the node unhealthy (`/status`, no more heartbeats), and
+//! SIGINT/SIGTERM stops them in reverse start order within `tasks::SHUTDOWN_TIMEOUT_MS`.
+//! `cairn devnet` prints `devnet ready` only when every node is up and healthy.
 
 mod admin;
 mod admission;
@@ -19,6 +25,7 @@ mod dnscli;
 mod fragment_auth;
 mod fragment_client;
 mod fragments;
+mod heartbeat;
 mod net;
 mod objects;
 mod partition;
@@ -26,6 +33,7 @@ mod run;
 mod s3;
 mod s3client;
 mod supervisor;
+mod tasks;
 
 use cairn_chain::mempool::SigCache;
 use cairn_ledger::{Tx, TxKind};
@@ -461,14 +469,54 @@ fn run_single(path: PathBuf) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         println!("node {} p2p {} admin http://{}", r.name, r.p2p, r.admin);
-        let _ = tokio::signal::ctrl_c().await;
-        r.node.abort();
-        println!(
-            "stopped at finalized height {}",
-            r.node.shared.finalized_height()
-        );
+        shutdown_signal().await?;
+        let shared = r.node.shared.clone();
+        let report = r
+            .shutdown(std::time::Duration::from_millis(tasks::SHUTDOWN_TIMEOUT_MS))
+            .await;
+        println!("stopped workers: {}", report.order.join(" "));
+        if !report.aborted.is_empty() {
+            println!(
+                "aborted after {} ms: {}",
+                tasks::SHUTDOWN_TIMEOUT_MS,
+                report.aborted.join(" ")
+            );
+        }
+        println!("stopped at finalized height {}", shared.finalized_height());
         Ok(())
     })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(|e| format!("cannot watch SIGINT: {e}")),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// The `workers` column of `cairn status`: `ok`, the failed critical workers, or `down`.
+fn workers_column(admin_addr: &str) -> String {
+    let report = client::get_json(admin_addr, "/workers")
+        .ok()
+        .and_then(|v| serde_json::from_value::<tasks::WorkersReport>(v).ok());
+    let Some(report) = report else {
+        return "down".into();
+    };
+    let failed: Vec<String> = report
+        .workers
+        .iter()
+        .filter(|w| w.state == tasks::WorkerState::Failed)
+        .map(|w| format!("{}{}", w.name, if w.critical { "!" } else { "" }))
+        .collect();
+    match (report.healthy, failed.is_empty()) {
+        (true, true) => format!("ok({})", report.workers.len()),
+        (true, false) => format!("ok failed:{}", failed.join(",")),
+        (false, _) => format!("FAILED:{}", failed.join(",")),
+    }
 }
 
 fn role_list(roles: &serde_json::Value) -> Vec<&'static str> {
@@ -500,8 +548,8 @@ fn status(endpoint: &str) -> Result<(), String> {
     );
     println!();
     println!(
-        "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} roles",
-        "node", "zone", "committee", "admin", "height", "health"
+        "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} roles",
+        "node", "zone", "committee", "admin", "height", "health", "workers"
     );
     for n in nodes["nodes"].as_array().cloned().unwrap_or_default() {
         let id = n["node_id"].as_str().unwrap_or("");
@@ -509,13 +557,14 @@ fn status(endpoint: &str) -> Result<(), String> {
         if n["status"] == "pending" {
             // Never contact a pending node: its addresses are its own claim.
             println!(
-                "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} (requested) {}",
+                "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} (requested) {}",
                 &id[..id.len().min(16)],
                 n["zone"].as_str().unwrap_or("?"),
                 "no",
                 admin_addr,
                 "-",
                 "pending",
+                "-",
                 role_list(&n["requested_roles"]).join(",")
             );
             continue;
@@ -526,7 +575,7 @@ fn status(endpoint: &str) -> Result<(), String> {
         let roles = role_list(&n["roles"]);
         let in_committee = committee.iter().any(|c| c.as_str() == Some(id));
         println!(
-            "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {}",
+            "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} {}",
             &id[..id.len().min(16)],
             n["zone"].as_str().unwrap_or("?"),
             if in_committee { "yes" } else { "no" },
@@ -537,6 +586,7 @@ fn status(endpoint: &str) -> Result<(), String> {
             } else {
                 "STALE"
             },
+            workers_column(admin_addr),
             roles.join(",")
         );
     }

@@ -4,26 +4,24 @@ use crate::{
     admin::{self, Admin},
     config::{account_key, hex, node_id, NodeConfig},
     net,
+    tasks::{serving, FnWorker, ShutdownReport, Stop, TaskSet, Worker, WorkerError},
 };
 use cairn_chain::{
-    engine::{self, Config as ChainConfig},
+    engine::{self, Config as ChainConfig, FinalizerStopped},
     mempool::SigCache,
     store::RedbStore,
-    Node, Nonces, Shared,
+    Node, Nonces,
 };
-use cairn_ledger::{Tx, TxKind};
 use cairn_storage::store::DEFAULT_MAX_CONCURRENT_WRITES;
-use commonware_cryptography::ed25519;
-use commonware_runtime::{tokio::Context, Clock, Metrics, Supervisor};
+use commonware_runtime::{tokio::Context, Handle, Metrics, Supervisor};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use tokio::sync::watch;
 
 /// Signature-cache capacity per process.
 pub const SIG_CACHE_CAPACITY: usize = 500_000;
 /// Default interval between a node's heartbeat transactions (the ledger's health window,
 /// `registry::HEALTH_WINDOW_MS`, spans several).
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = cairn_ledger::registry::HEARTBEAT_INTERVAL_MS;
-/// Blocks a heartbeat stays valid: a late heartbeat says nothing about now.
-pub const HEARTBEAT_VALIDITY_BLOCKS: u64 = 20;
 
 /// Errors starting a node process.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +72,44 @@ pub struct Running {
     pub p2p: SocketAddr,
     /// The chain node.
     pub node: Node,
+    /// The node's workers (dropping the set asks every worker to stop).
+    pub tasks: TaskSet,
+}
+
+impl Running {
+    /// Stops the workers in order within `timeout`, then the chain's own tasks.
+    pub async fn shutdown(self, timeout: Duration) -> ShutdownReport {
+        let report = self.tasks.shutdown(timeout).await;
+        self.node.abort();
+        report
+    }
+}
+
+/// Watches the chain's finalizer: fails (critical) when it stops, since the node's state then
+/// no longer advances.
+pub fn finalizer_worker(mut exit: watch::Receiver<Option<FinalizerStopped>>) -> impl Worker {
+    FnWorker::new("finalizer", true, move |mut stop: Stop| async move {
+        tokio::select! {
+            stopped = exit.wait_for(Option::is_some) => Err(WorkerError::Fatal(match stopped {
+                Ok(reason) => reason.as_ref().map(ToString::to_string).unwrap_or_default(),
+                Err(_) => "the finalizer task ended without a reason (aborted)".into(),
+            })),
+            () = stop.requested() => Ok(()),
+        }
+    })
+}
+
+/// Watches the p2p network task (which dies if, e.g., its listener cannot bind).
+fn p2p_worker(network: Handle<()>) -> impl Worker {
+    FnWorker::new("p2p", true, move |mut stop: Stop| async move {
+        tokio::select! {
+            ended = network => Err(WorkerError::Fatal(match ended {
+                Ok(()) => "p2p network stopped".into(),
+                Err(e) => format!("p2p network stopped: {e}"),
+            })),
+            () = stop.requested() => Ok(()),
+        }
+    })
 }
 
 /// Starts one node (p2p, chain, admin API, heartbeats) inside a commonware tokio runtime.
@@ -134,7 +170,7 @@ pub async fn start_node(
     let ctx = context
         .child("node")
         .with_attribute("name", entry.name.clone());
-    let (channels, oracle, _net) = net::start(&ctx, &cfg.key, cfg.file.p2p_listen, genesis);
+    let (channels, oracle, network) = net::start(&ctx, &cfg.key, cfg.file.p2p_listen, genesis);
     let committee = genesis.committee();
     let mut chain_cfg = ChainConfig::new(
         &genesis.chain_id,
@@ -166,6 +202,11 @@ pub async fn start_node(
         oracle,
     )
     .await?;
+    // Start order is dependency order: shutdown runs in reverse, listeners before the chain.
+    let mut tasks = TaskSet::new();
+    let health = tasks.health();
+    tasks.start(finalizer_worker(node.finalizer_exit.clone()));
+    tasks.start(p2p_worker(network));
     let metrics_ctx = ctx.child("admin");
     if let Some(listener) = fragment_listener {
         let dir = cfg.file.data_dir.join("fragments");
@@ -183,7 +224,11 @@ pub async fn start_node(
             }),
             crate::fragments::Limits::default(),
         );
-        tokio::spawn(crate::fragments::serve(listener, Arc::new(server)));
+        tasks.start(serving(
+            "fragments",
+            true,
+            crate::fragments::serve(listener, Arc::new(server)),
+        ));
     }
     let admin = Arc::new(Admin {
         name: entry.name.clone(),
@@ -193,8 +238,9 @@ pub async fn start_node(
         shared: node.shared.clone(),
         blocks: node.blocks.clone(),
         metrics: Box::new(move || metrics_ctx.encode()),
+        health: health.clone(),
     });
-    tokio::spawn(admin::serve(listener, admin));
+    tasks.start(serving("admin", true, admin::serve(listener, admin)));
     let nonces = Arc::new(Nonces::new(id));
     if let Some(s3cfg) = &cfg.file.s3 {
         if !entry.roles.iter().any(|r| r == "gateway") {
@@ -223,7 +269,9 @@ pub async fn start_node(
             gw.segment_size_bytes = v;
         }
         let domain = s3cfg.domain.clone();
-        tokio::spawn(async move { crate::s3::serve(listener, ledger, keys, &domain, gw).await });
+        tasks.start(serving("s3", true, async move {
+            crate::s3::serve(listener, ledger, keys, &domain, gw).await
+        }));
     }
     if let Some(dns) = &cfg.file.dns {
         check_port("DNS", dns.listen)?;
@@ -237,7 +285,7 @@ pub async fn start_node(
         if let Some(v) = dns.udp_threads {
             server_cfg.udp_threads = v.clamp(1, 64);
         }
-        crate::dns::start_server(node.shared.clone(), dns.listen, server_cfg)
+        crate::dns::start_server(node.shared.clone(), dns.listen, server_cfg, &mut tasks)
             .await
             .map_err(|source| RunError::PortTaken {
                 what: "DNS",
@@ -246,66 +294,41 @@ pub async fn start_node(
             })?;
     }
     if entry.roles.iter().any(|r| r == "validator") {
-        tokio::spawn(cairn_chain::planner::run(
-            ctx.child("planner"),
-            node.shared.clone(),
-            account_key(&cfg.key),
-            nonces.clone(),
+        // Not critical: any validator plans, and this one still votes without its planner.
+        tasks.start(serving(
+            "planner",
+            false,
+            cairn_chain::planner::run(
+                ctx.child("planner"),
+                node.shared.clone(),
+                account_key(&cfg.key),
+                nonces.clone(),
+            ),
         ));
     }
     let interval_ms = tuning
         .heartbeat_interval_ms
         .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
     if interval_ms > 0 {
-        tokio::spawn(heartbeats(
-            ctx.child("heartbeat"),
-            node.shared.clone(),
-            cfg.key.clone(),
-            nonces,
-            Duration::from_millis(interval_ms),
-        ));
+        let (shared, key) = (node.shared.clone(), cfg.key.clone());
+        tasks.start(FnWorker::new("heartbeats", true, move |stop| {
+            crate::heartbeat::run(
+                shared,
+                key,
+                nonces,
+                Duration::from_millis(interval_ms),
+                health,
+                stop,
+            )
+        }));
     }
     Ok(Running {
         name: entry.name.clone(),
         admin: cfg.file.admin_listen,
         p2p: cfg.file.p2p_listen,
         node,
+        tasks,
     })
-}
-
-/// Periodically submits a heartbeat for this node (one outstanding at a time).
-async fn heartbeats(
-    context: Context,
-    shared: Arc<Shared>,
-    key: ed25519::PrivateKey,
-    nonces: Arc<Nonces>,
-    interval: Duration,
-) {
-    let id = node_id(&key);
-    let signing = account_key(&key);
-    let mut outstanding: Option<[u8; 32]> = None;
-    loop {
-        context.sleep(interval).await;
-        if let Some(hash) = outstanding {
-            if shared.tx_status(&hash) == cairn_chain::TxStatus::Pending {
-                continue;
-            }
-        }
-        let Some((nonce, seq)) = shared.with_state(|s| {
-            let node = s.node(&id)?;
-            Some((nonces.next(s)?, node.last_heartbeat_seq + 1))
-        }) else {
-            continue;
-        };
-        let tx = Tx {
-            signer: id,
-            nonce,
-            valid_until: shared.finalized_height() + HEARTBEAT_VALIDITY_BLOCKS,
-            kind: TxKind::Heartbeat { node: id, seq },
-        }
-        .sign(&signing);
-        outstanding = shared.submit(tx.encode().into()).ok();
-    }
 }
 
 /// Loads every node config under a devnet directory, in name order.
@@ -322,4 +345,61 @@ pub fn devnet_configs(dir: &Path) -> Result<Vec<NodeConfig>, String> {
         .iter()
         .map(|p| NodeConfig::load(p).map_err(|e| e.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::WorkerState;
+
+    async fn finalizer_state(health: &crate::tasks::Health) -> (WorkerState, Option<String>) {
+        for _ in 0..200 {
+            let w = health.report().workers.remove(0);
+            if w.state == WorkerState::Failed {
+                return (w.state, w.reason);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let w = health.report().workers.remove(0);
+        (w.state, w.reason)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_finalizer_makes_the_node_unhealthy() {
+        let (tx, rx) = watch::channel(None);
+        let mut set = TaskSet::new();
+        let health = set.health();
+        set.start(finalizer_worker(rx));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(health.healthy(), "unhealthy while the finalizer runs");
+        tx.send(Some(FinalizerStopped::Apply {
+            height: 5,
+            reason: "state root mismatch".into(),
+        }))
+        .unwrap();
+        let (state, reason) = finalizer_state(&health).await;
+        assert_eq!(state, WorkerState::Failed);
+        assert_eq!(
+            reason.as_deref(),
+            Some("cannot apply finalized block 5: state root mismatch")
+        );
+        assert!(!health.healthy());
+        let (failed_ok, failed) = crate::admin::health_json(&health);
+        assert!(!failed_ok);
+        assert_eq!(failed, ["finalizer"]);
+
+        // An aborted finalizer (its sender dropped without a reason) counts as well.
+        let (tx, rx) = watch::channel(None);
+        let mut set = TaskSet::new();
+        let health = set.health();
+        set.start(finalizer_worker(rx));
+        drop(tx);
+        let (state, reason) = finalizer_state(&health).await;
+        assert_eq!(state, WorkerState::Failed);
+        assert!(reason.unwrap_or_default().contains("aborted"));
+        assert_eq!(
+            crate::admin::health_json(&health),
+            (false, vec!["finalizer".to_string()])
+        );
+    }
 }

@@ -1,6 +1,14 @@
 //! `cairn devnet`: runs every node of a local layout as its own `cairn node` process, so fault
 //! drills (`cairn drill stop-zone z2`) kill and restart real processes, as a zone outage would.
 //!
+//! Ready means every node is up: each node's process is alive and its admin API answers
+//! `/status` with `healthy: true` (so every listener bound, since a node that cannot bind one
+//! exits at start, and no critical worker has failed), and a block is finalized. A node that
+//! exits or stays down is named with its error (e.g. the port it could not bind) and the devnet
+//! exits non-zero instead of claiming ready. Before starting, every configured port is checked
+//! against the kernel's ephemeral port range. After ready, nodes that exit or turn unhealthy
+//! are reported as they do.
+//!
 //! Once the chain is live it authorizes every gateway node for the devnet admin account,
 //! runs an S3 round trip through node 0's gateway (the storage self-check), writes
 //! `<dir>/s3.env`, prints a ready-to-paste aws profile and then `devnet ready`. Drill commands
@@ -36,6 +44,8 @@ pub const STOP_GRACE_MS: u64 = 10_000;
 pub const CONTROL_TIMEOUT_MS: u64 = 60_000;
 /// Size of the self-check object.
 pub const SELF_CHECK_SIZE_BYTES: usize = 1 << 20;
+/// Interval between health polls of every node once the devnet is ready.
+pub const HEALTH_POLL_MS: u64 = 5_000;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -48,6 +58,8 @@ struct NodeProc {
     zone: String,
     config: PathBuf,
     log: PathBuf,
+    /// Length of `log` when the process was last started (its own output starts there).
+    log_start: u64,
     admin: String,
     s3: Option<String>,
     p2p_port: u16,
@@ -71,6 +83,7 @@ impl Devnet {
             .append(true)
             .open(&n.log)
             .map_err(|e| format!("cannot open {}: {e}", n.log.display()))?;
+        n.log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("node")
@@ -85,12 +98,13 @@ impl Devnet {
         // with the devnet even if the devnet itself is SIGKILLed.
         unsafe {
             cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if let Some(gid) = gid {
                     if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                // After setgid: changing credentials clears the parent-death signal.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }
@@ -195,7 +209,7 @@ impl Devnet {
         for n in &mut self.nodes {
             if let Some(c) = &mut n.child {
                 if let Ok(Some(status)) = c.try_wait() {
-                    println!("node {} exited ({status}); see {}", n.name, n.log.display());
+                    println!("node {} exited ({status}): {}", n.name, exit_reason(n));
                     n.child = None;
                 }
             }
@@ -273,6 +287,7 @@ pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
+    devnet::check_ports_outside_ephemeral(&listen_ports(&configs))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the cairn binary: {e}"))?;
     let mut net = Devnet {
         exe,
@@ -293,6 +308,7 @@ pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
             zone,
             config: node_dir.join("node.toml"),
             log: node_dir.join("node.log"),
+            log_start: 0,
             admin: cfg.file.admin_listen.to_string(),
             s3: cfg.file.s3.as_ref().map(|s| s.listen.to_string()),
             p2p_port: cfg.file.p2p_listen.port(),
@@ -337,26 +353,68 @@ pub fn run(layout: Layout, dir: PathBuf) -> Result<(), String> {
     result
 }
 
+/// Every listen port of every node, named `<node> <listener>`.
+fn listen_ports(configs: &[NodeConfig]) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for cfg in configs {
+        let name = node_name(cfg);
+        let f = &cfg.file;
+        out.push((format!("{name} p2p"), f.p2p_listen.port()));
+        out.push((format!("{name} admin"), f.admin_listen.port()));
+        if let Some(s3) = &f.s3 {
+            out.push((format!("{name} S3"), s3.listen.port()));
+        }
+        if let Some(dns) = &f.dns {
+            out.push((format!("{name} DNS"), dns.listen.port()));
+        }
+        if let Some(addr) = f.fragment_listen {
+            out.push((format!("{name} fragment"), addr.port()));
+        }
+    }
+    out
+}
+
+/// The last `error` line a node printed since it was started (its start failure, e.g. a port
+/// it could not bind), or where to look.
+fn exit_reason(n: &NodeProc) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL_BYTES: u64 = 64 * 1024;
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(&n.log) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = n.log_start.max(len.saturating_sub(TAIL_BYTES));
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.take(TAIL_BYTES).read_to_string(&mut text);
+        }
+    }
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:") || l.contains("ERROR") || l.contains("panicked"));
+    match line {
+        Some(l) => format!("{} (log: {})", l.trim(), n.log.display()),
+        None => format!("see {}", n.log.display()),
+    }
+}
+
+/// Whether node `n` is up: its admin API answers `/status` with `healthy: true`.
+fn node_health(n: &NodeProc) -> Result<(), String> {
+    let s = client::get_json(&n.admin, "/status")
+        .map_err(|_| format!("admin API {} not answering", n.admin))?;
+    if s["healthy"].as_bool() == Some(true) {
+        return Ok(());
+    }
+    Err(format!(
+        "unhealthy: failed critical workers {}",
+        s["failed_workers"]
+    ))
+}
+
 fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), String> {
     let admin = net.nodes[0].admin.clone();
-    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
-    loop {
-        if STOP.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        net.reap();
-        if let Ok(s) = client::get_json(&admin, "/status") {
-            if s["height"].as_u64().unwrap_or(0) > 0 {
-                break;
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no block finalized within {READY_TIMEOUT_MS} ms; see the node logs under {}",
-                dir.join("nodes").display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    wait_all_up(net, dir, true)?;
+    if STOP.load(Ordering::SeqCst) {
+        return Ok(());
     }
     authorize_gateways(&admin, configs)?;
     ensure_devnet_zone(&admin)?;
@@ -379,6 +437,8 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
         Ok(report) => println!("{report}"),
         Err(e) => println!("storage self-check FAILED: {e}"),
     }
+    // Nodes may have died during the self-check: ready only if all are still up.
+    wait_all_up(net, dir, false)?;
     let path = dir.join("s3.env");
     std::fs::write(&path, &env).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("S3 endpoint http://{s3} (path-style; virtual-host style under *.s3.localhost)");
@@ -411,6 +471,66 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
     }
     println!("devnet ready");
     Ok(())
+}
+
+/// Waits until every node is up (and, with `need_block`, node 0 has a finalized block).
+/// A node process that exits fails at once, naming the node and its error; a node still down
+/// at the deadline fails naming every such node.
+fn wait_all_up(net: &mut Devnet, dir: &Path, need_block: bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut exited = Vec::new();
+        for n in &mut net.nodes {
+            match n.child.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => {}
+                Some(Ok(Some(status))) => {
+                    exited.push(format!("{} exited ({status}): {}", n.name, exit_reason(n)));
+                    n.child = None;
+                }
+                Some(Err(e)) => exited.push(format!("{}: cannot wait for it: {e}", n.name)),
+                None => exited.push(format!("{} is not running: {}", n.name, exit_reason(n))),
+            }
+        }
+        if !exited.is_empty() {
+            return Err(format!(
+                "{} of {} nodes failed to start, devnet not ready:\n  {}",
+                exited.len(),
+                net.nodes.len(),
+                exited.join("\n  ")
+            ));
+        }
+        let down: Vec<String> = net
+            .nodes
+            .iter()
+            .filter_map(|n| node_health(n).err().map(|e| format!("{}: {e}", n.name)))
+            .collect();
+        let block = !need_block
+            || client::get_json(&net.nodes[0].admin, "/status")
+                .is_ok_and(|s| s["height"].as_u64().unwrap_or(0) > 0);
+        if down.is_empty() && block {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let why = if down.is_empty() {
+                "no block finalized".to_string()
+            } else {
+                format!(
+                    "{} of {} nodes not up:\n  {}",
+                    down.len(),
+                    net.nodes.len(),
+                    down.join("\n  ")
+                )
+            };
+            return Err(format!(
+                "devnet not ready after {READY_TIMEOUT_MS} ms: {why}\nsee the node logs under {}",
+                dir.join("nodes").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Creates the devnet zone (SOA, NS, `ns1` and a TXT) and binds `s3.<zone>` to every gateway,
@@ -524,8 +644,14 @@ fn control_loop(net: &mut Devnet, dir: &Path) -> Result<(), String> {
             }
         }
     });
+    let mut unhealthy: Vec<Option<String>> = vec![None; net.nodes.len()];
+    let mut next_poll = Instant::now() + Duration::from_millis(HEALTH_POLL_MS);
     while !STOP.load(Ordering::SeqCst) {
         net.reap();
+        if Instant::now() >= next_poll {
+            next_poll = Instant::now() + Duration::from_millis(HEALTH_POLL_MS);
+            report_health_changes(net, &mut unhealthy);
+        }
         if let Ok((line, mut stream)) = rx.recv_timeout(Duration::from_millis(200)) {
             let reply = match net.command(line.trim()) {
                 Ok(s) => format!("ok {s}\n"),
@@ -536,6 +662,25 @@ fn control_loop(net: &mut Devnet, dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Prints each running node whose health changed since the last poll (drilled-down nodes are
+/// reported by `reap`/`drill` instead).
+fn report_health_changes(net: &Devnet, last: &mut [Option<String>]) {
+    for (n, last) in net.nodes.iter().zip(last.iter_mut()) {
+        let now = match n.child {
+            Some(_) => node_health(n).err(),
+            None => None,
+        };
+        if now != *last {
+            match &now {
+                Some(why) => println!("node {} is down or unhealthy: {why}", n.name),
+                None if n.child.is_some() => println!("node {} is up and healthy", n.name),
+                None => {}
+            }
+            *last = now;
+        }
+    }
 }
 
 /// `cairn drill`: sends one command to a running devnet and prints its answer.

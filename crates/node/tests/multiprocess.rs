@@ -3,6 +3,7 @@
 //! - Four `cairn node` processes finalize; one is killed with SIGKILL and restarted; it catches
 //!   up and every node reports the same state root at a common height.
 //! - Bad configuration (unknown key) and a taken port fail fast with clear errors.
+//! - A devnet whose node cannot bind a port names it and never prints `devnet ready`.
 
 use std::{
     net::TcpListener,
@@ -133,6 +134,28 @@ fn kill9_restart_catches_up_and_roots_agree() {
         "restarted node did not catch up to {target}"
     );
 
+    // Every node runs its named workers, all running and healthy (GET /workers, /status).
+    for i in 0..4 {
+        let w = get(admin(i), "/workers").expect("GET /workers");
+        assert_eq!(w["healthy"], true, "node {i}: {w}");
+        let workers = w["workers"].as_array().unwrap();
+        for name in [
+            "finalizer",
+            "p2p",
+            "fragments",
+            "admin",
+            "dns-tcp",
+            "heartbeats",
+        ] {
+            let entry = workers.iter().find(|x| x["name"] == name);
+            assert!(
+                entry.is_some_and(|x| x["state"] == "running" && x["critical"] == true),
+                "node {i} worker {name}: {w}"
+            );
+        }
+        assert_eq!(get(admin(i), "/status").unwrap()["healthy"], true);
+    }
+
     // All nodes agree on the state root at a height every one of them applied since start.
     let common = (0..4).map(|i| height(admin(i)).unwrap()).min().unwrap();
     let roots: Vec<_> = (0..4)
@@ -187,6 +210,77 @@ fn taken_port_is_a_clear_error() {
         "unexpected error: {err}"
     );
     assert!(!err.contains("panicked"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A devnet one of whose nodes cannot bind its fragment port names that node, the port and
+/// the error, never prints `devnet ready`, exits non-zero and stops the other nodes.
+#[test]
+fn devnet_names_a_node_that_cannot_bind_and_is_not_ready() {
+    use std::io::Read;
+    let base = 27_450u16;
+    let held = base + 4000 + 2; // n02's fragment listener
+    let _hold = TcpListener::bind(("127.0.0.1", held)).unwrap();
+    let dir = tmp("bindfail");
+    let mut child = Command::new(BIN)
+        .args([
+            "devnet",
+            "--nodes",
+            "4",
+            "--validators",
+            "4",
+            "--zones",
+            "2",
+        ])
+        .args(["--base-port", &base.to_string(), "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn devnet");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("devnet still running after 60 s:\n{out}"));
+    assert!(!status.success(), "devnet exited 0:\n{out}");
+    assert!(!out.contains("devnet ready"), "claimed ready:\n{out}");
+    assert!(
+        out.contains("n02 exited") && out.contains(&held.to_string()) && out.contains("in use"),
+        "node n02 and port {held} not reported:\n{out}"
+    );
+    // The other nodes were stopped with the devnet: their admin ports are free again.
+    for i in [0u16, 1, 3] {
+        assert!(
+            wait_for(Duration::from_secs(15), || TcpListener::bind((
+                "127.0.0.1",
+                base + 1000 + i
+            ))
+            .is_ok()),
+            "node {i} still holds its admin port"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
