@@ -477,7 +477,7 @@ async fn run_finalizer(
                 error!(height, "finalized block missing from archive; cannot apply");
                 return;
             };
-            if let Err(e) = shared.apply_finalized(missing.inner()) {
+            if let Err(e) = shared.replay_finalized(missing.inner()) {
                 error!(height, error = %e, "cannot apply finalized block; stopping finalizer");
                 return;
             }
