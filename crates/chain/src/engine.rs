@@ -508,7 +508,7 @@ async fn run_finalizer(
             else {
                 return FinalizerStopped::MissingBlock { height };
             };
-            if let Err(e) = shared.apply_finalized(missing.inner()) {
+            if let Err(e) = shared.replay_finalized(missing.inner()) {
                 return FinalizerStopped::Apply {
                     height,
                     reason: e.to_string(),

@@ -12,7 +12,8 @@
 //!   deterministic simulator (see `tests/sim.rs`).
 //! - Restart consistency: ledger state is written only for blocks marshal already archived
 //!   (every [`shared::PERSIST_EVERY_BLOCKS`] heights), a block at or below the applied height
-//!   is acknowledged without re-applying, and a gap above it is replayed from the archive.
+//!   is acknowledged without re-applying, and a gap above it is replayed from the archive
+//!   (counted by [`Shared::replayed_blocks`]).
 //!
 //! Limits: [`block::MAX_BLOCK_TXS`] transactions and [`block::MAX_BLOCK_TX_BYTES`] bytes per
 //! block, a mempool bounded in count and bytes ([`engine::Config`]), gossip batches of at most

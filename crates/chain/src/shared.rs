@@ -11,7 +11,10 @@ use commonware_cryptography::Digestible;
 use commonware_utils::sync::{Mutex, RwLock};
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 use tokio::sync::{broadcast, watch};
 
@@ -92,6 +95,7 @@ pub struct Shared {
     blocks_tx: broadcast::Sender<Arc<FinalizedBlock>>,
     tx_index: Mutex<TxIndex>,
     roots: Mutex<VecDeque<(u64, Hash)>>,
+    replayed_blocks: AtomicU64,
 }
 
 /// State is written to the store every this many heights, merging the blocks in between.
@@ -145,6 +149,7 @@ impl Shared {
             blocks_tx,
             tx_index: Mutex::new((HashMap::new(), VecDeque::new())),
             roots: Mutex::new(VecDeque::new()),
+            replayed_blocks: AtomicU64::new(0),
         }))
     }
 
@@ -155,6 +160,19 @@ impl Shared {
             .iter()
             .find(|(h, _)| *h == height)
             .map(|(_, r)| *r)
+    }
+
+    /// Finalized blocks this node re-applied from its block archive since it started: the gap
+    /// between durable state and marshal's redelivery after a restart (0 on a fresh node).
+    pub fn replayed_blocks(&self) -> u64 {
+        self.replayed_blocks.load(Ordering::Relaxed)
+    }
+
+    /// Applies a finalized block read back from the archive (the restart replay path).
+    pub(crate) fn replay_finalized(&self, block: &Block) -> Result<(), ApplyError> {
+        self.apply_finalized(block)?;
+        self.replayed_blocks.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Latest finalized (and applied) height.

@@ -2,18 +2,40 @@
 //! (`cairn_chain::start`, and `cairn_chain::planner` for DNS) on commonware's deterministic
 //! runtime and simulated network.
 //!
-//! Every scenario prints its seed when it fails (`SeedGuard`), and `same_seed_same_state`
-//! checks that one seed always yields the same state root and runtime audit hash.
+//! What is simulated:
+//! - Every link is lossy and slow ([`LINK`]: latency with jitter, and a share of messages
+//!   dropped), so finality depends on simplex's retransmissions and marshal's backfill. The
+//!   AWS race alone runs on lossless links ([`RACE_LINK`]), which its timing needs.
+//! - Each validator has its own signature cache, in-memory state store and block archive.
+//! - The main scenario: transactions gossiped and applied everywhere, a 6/5 partition that
+//!   finalizes nothing, healing, 3 validators crashed between two persisted heights while the
+//!   other 8 finalize, then restarted from their stores: each replays the gap between its
+//!   durable state and its archive ([`Shared::replayed_blocks`]) and converges on the others'
+//!   state root.
+//!
+//! What is checked across seeds:
+//! - The main scenario runs under five seeds (four in the main test, the fifth twice in
+//!   `same_seed_same_whole_run`), the equivocation scenario under five, the AWS race under one
+//!   (it simulates over a thousand heights). Distinct seeds must give distinct runtime traces,
+//!   so the seed really drives the schedule.
+//! - `same_seed_same_whole_run` runs the whole scenario, faults and restarts included, twice
+//!   with one seed and compares the final heights, final state root and runtime audit hash.
+//!
+//! Every failing run prints its seed (`SeedGuard`); `CAIRN_SIM_SEED=<n>` reruns one seed.
+//!
+//! Limits: virtual time is cheap but not free (11 nodes on one thread), so each seed runs a
+//! few dozen heights; nodes crash by having their tasks aborted, so a crash loses nothing
+//! that was written (torn writes are the multi-process kill -9 test's business).
 
 use bytes::Bytes;
 use cairn_chain::{
-    engine, mempool::SigCache, planner, store::MemStore, Node, Nonces, Shared, SubmitError,
-    TxStatus,
+    engine, mempool::SigCache, planner, shared::PERSIST_EVERY_BLOCKS, store::MemStore, Node,
+    Nonces, Shared, SubmitError, TxStatus,
 };
 use cairn_ledger::{
     dns::{minimal_apex, Endpoint, PlanError, MAX_HISTORY_GENERATIONS},
     zones::{ManagedRole, DEFAULT_ENDPOINT_WEIGHT},
-    Genesis, NodeRecordInit, Roles, Tx, TxError, TxKind,
+    Genesis, Hash, NodeRecordInit, Roles, Tx, TxError, TxKind,
 };
 use commonware_consensus::simplex::elector::RoundRobin;
 use commonware_consensus::simplex::mocks::{equivocator, relay::Relay};
@@ -22,7 +44,7 @@ use commonware_cryptography::{ed25519, sha256::Sha256, Signer};
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{deterministic, Clock, Runner, Spawner, Supervisor};
 use commonware_utils::{ordered::Set, probability, NZUsize};
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 const N: usize = 11;
 const CHAIN: &str = "cairn-sim";
@@ -39,11 +61,15 @@ impl Drop for SeedGuard {
     }
 }
 
-fn seed(default: u64) -> u64 {
-    std::env::var("CAIRN_SIM_SEED")
+/// `CAIRN_SIM_SEED` alone if set, otherwise `defaults`.
+fn seeds(defaults: &[u64]) -> Vec<u64> {
+    match std::env::var("CAIRN_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    {
+        Some(seed) => vec![seed],
+        None => defaults.to_vec(),
+    }
 }
 
 fn keys() -> Vec<ed25519::PrivateKey> {
@@ -131,15 +157,34 @@ fn admin_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
 }
 
+/// Every directed link: 40 ms mean latency with 15 ms jitter (standard deviation), and one
+/// message in ten lost.
 const LINK: Link = Link {
+    latency: Duration::from_millis(40),
+    jitter: Duration::from_millis(15),
+    success_rate: probability!(0.9),
+};
+
+/// The AWS race's links: lossless and faster, so the planners outpace the slow one by more
+/// generations than history keeps within its two-minute stall (on [`LINK`] they do not).
+const RACE_LINK: Link = Link {
     latency: Duration::from_millis(20),
     jitter: Duration::from_millis(5),
     success_rate: probability!(1.0),
 };
 
+fn runner(seed: u64, timeout: Duration) -> deterministic::Runner {
+    deterministic::Runner::new(
+        deterministic::Config::new()
+            .with_seed(seed)
+            .with_timeout(Some(timeout)),
+    )
+}
+
 async fn network(
     context: &deterministic::Context,
     keys: &[ed25519::PrivateKey],
+    link: Link,
 ) -> Oracle<ed25519::PublicKey, deterministic::Context> {
     let (network, oracle) = Network::new_with_peers(
         context.child("network"),
@@ -157,7 +202,7 @@ async fn network(
         for b in keys {
             if a.public_key() != b.public_key() {
                 oracle
-                    .add_link(a.public_key(), b.public_key(), LINK)
+                    .add_link(a.public_key(), b.public_key(), link.clone())
                     .await
                     .unwrap();
             }
@@ -166,13 +211,16 @@ async fn network(
     oracle
 }
 
+/// Starts validator `index` on `store` (its state survives a restart) and the archive under
+/// the partition prefix `v{index}` (likewise), with a signature cache of its own.
+/// `incarnation` counts restarts.
 async fn start_node(
     context: &deterministic::Context,
     oracle: &Oracle<ed25519::PublicKey, deterministic::Context>,
     key: &ed25519::PrivateKey,
     index: usize,
+    incarnation: usize,
     store: MemStore,
-    sig_cache: Arc<SigCache>,
 ) -> Node {
     let keys = keys();
     let control = oracle.control(key.public_key());
@@ -203,12 +251,17 @@ async fn start_node(
     cfg.certification_timeout_ms = 1_500;
     cfg.empty_block_interval_ms = 100;
     engine::start(
-        context.child("node").with_attribute("index", index),
+        context
+            .child("node")
+            .with_attribute("index", index)
+            .with_attribute("incarnation", incarnation),
         cfg,
         key.clone(),
         &genesis(&keys),
         Box::new(store),
-        sig_cache,
+        // Never shared between nodes: a shared cache would let one node skip a signature
+        // check because another node made it.
+        Arc::new(SigCache::new(100_000)),
         channels,
         oracle.manager(),
         control,
@@ -217,22 +270,43 @@ async fn start_node(
     .expect("node starts")
 }
 
-/// The simulated network with all [`N`] validators running on fresh in-memory stores.
+/// The simulated network with all [`N`] validators running on fresh in-memory stores
+/// (returned, so a crashed node can restart on its own).
 async fn start_all(
     context: &deterministic::Context,
+    link: Link,
 ) -> (
     Vec<ed25519::PrivateKey>,
     Oracle<ed25519::PublicKey, deterministic::Context>,
     Vec<Node>,
+    Vec<MemStore>,
 ) {
     let keys = keys();
-    let oracle = network(context, &keys).await;
-    let cache = Arc::new(SigCache::new(100_000));
+    let oracle = network(context, &keys, link).await;
+    let stores: Vec<MemStore> = (0..N).map(|_| MemStore::default()).collect();
     let mut nodes = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        nodes.push(start_node(context, &oracle, k, i, MemStore::default(), cache.clone()).await);
+        nodes.push(start_node(context, &oracle, k, i, 0, stores[i].clone()).await);
     }
-    (keys, oracle, nodes)
+    (keys, oracle, nodes, stores)
+}
+
+/// Polls `done` every 10 ms of virtual time; false if it still fails after `limit`.
+async fn wait_until(
+    context: &deterministic::Context,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let start = context.current();
+    loop {
+        if done() {
+            return true;
+        }
+        if context.current().duration_since(start).unwrap() > limit {
+            return false;
+        }
+        context.sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn wait_height(
@@ -241,16 +315,14 @@ async fn wait_height(
     height: u64,
     limit: Duration,
 ) -> bool {
-    let start = context.current();
-    loop {
-        if nodes.iter().all(|s| s.finalized_height() >= height) {
-            return true;
-        }
-        if context.current().duration_since(start).unwrap() > limit {
-            return false;
-        }
-        context.sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(context, limit, || {
+        nodes.iter().all(|s| s.finalized_height() >= height)
+    })
+    .await
+}
+
+fn max_height(nodes: &[&Arc<Shared>]) -> u64 {
+    nodes.iter().map(|s| s.finalized_height()).max().unwrap()
 }
 
 /// Finalized state roots agree at every height two nodes share (safety).
@@ -287,38 +359,47 @@ fn admin_tx(nonce: u64, kind: TxKind) -> Bytes {
     .into()
 }
 
-/// Runs the full scenario list for one seed and returns (state root at height 12, audit hash).
-fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
+/// Where one whole run of [`scenario`] ended.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    /// Each validator's finalized height when the run ended.
+    heights: Vec<u64>,
+    /// The state root every validator shares at the lowest of those heights.
+    root: Hash,
+    /// How many blocks each validator replayed from its archive.
+    replayed: Vec<u64>,
+    /// The runtime's audit hash (every task poll, random draw, message and storage access).
+    audit: String,
+}
+
+/// Transactions the main scenario submits.
+const TXS: usize = 20;
+/// The main scenario crashes and restarts validators from this index on (3 of them; the other
+/// 8 are a quorum).
+const FIRST_CRASHED: usize = 8;
+
+/// The main scenario for one seed, from genesis to the restarted validators converging.
+fn scenario(seed: u64) -> Outcome {
     let _guard = SeedGuard(seed);
-    let cfg = deterministic::Config::new()
-        .with_seed(seed)
-        .with_timeout(Some(Duration::from_secs(600)));
-    deterministic::Runner::new(cfg).start(|context| async move {
-        let (keys, oracle, nodes) = start_all(&context).await;
+    runner(seed, Duration::from_secs(600)).start(|context| async move {
+        let (keys, oracle, mut nodes, stores) = start_all(&context, LINK).await;
         // Transactions submitted to different nodes are gossiped, ordered and applied.
-        for i in 0..20u64 {
+        for i in 0..TXS as u64 {
             nodes[(i as usize) % N]
                 .shared
                 .submit(config_tx(i + 1, &format!("k{i}")))
                 .unwrap();
         }
-        let all: Vec<&Arc<Shared>> = nodes.iter().map(|n| &n.shared).collect();
+        let shared: Vec<Arc<Shared>> = nodes.iter().map(|n| n.shared.clone()).collect();
+        let all: Vec<&Arc<Shared>> = shared.iter().collect();
         assert!(
-            wait_height(&context, &all, 12, Duration::from_secs(60)).await,
-            "11 validators did not reach height 12"
+            wait_until(&context, Duration::from_secs(60), || all
+                .iter()
+                .all(|s| s.with_state(|st| st.configs().count()) == TXS))
+            .await,
+            "not every transaction was applied on every node"
         );
-        for s in &all {
-            assert_eq!(
-                s.with_state(|st| st.configs().count()),
-                20,
-                "every tx applied on every node"
-            );
-        }
         assert_agree(&all);
-        let root = all[0].root_at(12).unwrap();
-        if twice_check_only {
-            return (root, context.auditor().state());
-        }
 
         // 6/5 partition: neither side has a quorum of 8, so nothing finalizes.
         let (a, b) = keys.split_at(6);
@@ -334,10 +415,11 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
                     .unwrap();
             }
         }
+        // Messages already on the wire may still finish a height.
         context.sleep(Duration::from_secs(3)).await;
-        let stalled: u64 = all.iter().map(|s| s.finalized_height()).max().unwrap();
-        context.sleep(Duration::from_secs(20)).await;
-        let after: u64 = all.iter().map(|s| s.finalized_height()).max().unwrap();
+        let stalled = max_height(&all);
+        context.sleep(Duration::from_secs(8)).await;
+        let after = max_height(&all);
         assert_eq!(stalled, after, "a 6/5 partition must not finalize anything");
         // Heal: the network continues.
         for x in a {
@@ -353,54 +435,114 @@ fn scenario(seed: u64, twice_check_only: bool) -> ([u8; 32], String) {
             }
         }
         assert!(
-            wait_height(&context, &all, after + 5, Duration::from_secs(120)).await,
+            wait_height(&context, &all, after + 3, Duration::from_secs(120)).await,
             "network did not recover after healing"
         );
         assert_agree(&all);
 
-        // Crash 3 validators: the remaining 8 (a quorum) keep finalizing.
-        for n in &nodes[8..] {
-            n.abort();
-        }
-        let live: Vec<&Arc<Shared>> = nodes[..8].iter().map(|n| &n.shared).collect();
-        let h = live.iter().map(|s| s.finalized_height()).max().unwrap();
+        // Crash 3 validators between two persisted heights past the first, so each restarts
+        // from stored (not genesis) state that trails the blocks its archive holds.
+        let mid_window = |h: u64| {
+            h > PERSIST_EVERY_BLOCKS
+                && (3..=PERSIST_EVERY_BLOCKS - 3).contains(&(h % PERSIST_EVERY_BLOCKS))
+        };
         assert!(
-            wait_height(&context, &live, h + 5, Duration::from_secs(120)).await,
+            wait_until(&context, Duration::from_secs(120), || (FIRST_CRASHED..N)
+                .all(|i| mid_window(all[i].finalized_height())))
+            .await,
+            "crashed validators never sat between two persisted heights"
+        );
+        let crashed_at: Vec<u64> = (FIRST_CRASHED..N)
+            .map(|i| all[i].finalized_height())
+            .collect();
+        for node in &nodes[FIRST_CRASHED..] {
+            node.abort();
+        }
+        // The remaining 8 (a quorum) keep finalizing.
+        let live = &all[..FIRST_CRASHED];
+        let h = max_height(live);
+        assert!(
+            wait_height(&context, live, h + 3, Duration::from_secs(120)).await,
             "8 of 11 validators did not keep finalizing"
         );
-        assert_agree(&live);
-        (root, context.auditor().state())
+        assert_agree(live);
+
+        // Restart them on their stores and archives.
+        for (i, crashed_at) in (FIRST_CRASHED..N).zip(crashed_at) {
+            nodes[i] = start_node(&context, &oracle, &keys[i], i, 1, stores[i].clone()).await;
+            assert_eq!(
+                nodes[i].shared.finalized_height(),
+                crashed_at - crashed_at % PERSIST_EVERY_BLOCKS,
+                "validator {i} restarts from its last persisted height"
+            );
+        }
+        let shared: Vec<Arc<Shared>> = nodes.iter().map(|n| n.shared.clone()).collect();
+        let all: Vec<&Arc<Shared>> = shared.iter().collect();
+        let top = max_height(&all);
+        assert!(
+            wait_height(&context, &all, top + 3, Duration::from_secs(120)).await,
+            "restarted validators did not catch up"
+        );
+        assert_agree(&all);
+        let replayed: Vec<u64> = all.iter().map(|s| s.replayed_blocks()).collect();
+        for (i, s) in all.iter().enumerate() {
+            if i >= FIRST_CRASHED {
+                assert!(
+                    (1..PERSIST_EVERY_BLOCKS).contains(&replayed[i]),
+                    "validator {i} must rebuild state by replaying its archive, replayed {}",
+                    replayed[i]
+                );
+                assert_eq!(s.with_state(|st| st.configs().count()), TXS);
+            } else {
+                assert_eq!(replayed[i], 0, "validator {i} never restarted");
+            }
+        }
+        let heights: Vec<u64> = all.iter().map(|s| s.finalized_height()).collect();
+        let min = *heights.iter().min().unwrap();
+        Outcome {
+            heights,
+            root: all[0].root_at(min).unwrap(),
+            replayed,
+            audit: context.auditor().state(),
+        }
     })
 }
 
 #[test]
-fn eleven_validators_partition_heal_and_crash() {
-    scenario(seed(1), false);
-}
-
-#[test]
-fn same_seed_same_state() {
-    let s = seed(7);
-    let (root_a, audit_a) = scenario(s, true);
-    let (root_b, audit_b) = scenario(s, true);
-    assert_eq!(root_a, root_b, "same seed must give the same state root");
+fn eleven_validators_partition_heal_crash_and_restart_on_lossy_links() {
+    let mut audits = HashSet::new();
+    let seeds = seeds(&[1, 2, 3, 4]);
+    for &seed in &seeds {
+        let outcome = scenario(seed);
+        println!("seed {seed}: {outcome:?}");
+        audits.insert(outcome.audit);
+    }
+    // The seed must drive the schedule: were it ignored, every run would be the same.
     assert_eq!(
-        audit_a, audit_b,
-        "same seed must give the same runtime trace"
+        audits.len(),
+        seeds.len(),
+        "distinct seeds gave the same trace"
     );
 }
 
+/// The fifth seed of the main scenario, run twice: one seed is one run, faults included.
 #[test]
-fn equivocating_validator_breaks_neither_safety_nor_liveness() {
-    let s = seed(3);
-    let _guard = SeedGuard(s);
-    let cfg = deterministic::Config::new()
-        .with_seed(s)
-        .with_timeout(Some(Duration::from_secs(600)));
-    deterministic::Runner::new(cfg).start(|context| async move {
+fn same_seed_same_whole_run() {
+    let seed = seeds(&[5])[0];
+    let first = scenario(seed);
+    let second = scenario(seed);
+    assert_eq!(
+        first, second,
+        "same seed must give the same heights, root and trace"
+    );
+}
+
+/// One equivocating validator (of 11) under one seed: honest validators finalize and agree.
+fn equivocation(seed: u64) {
+    let _guard = SeedGuard(seed);
+    runner(seed, Duration::from_secs(600)).start(|context| async move {
         let keys = keys();
-        let oracle = network(&context, &keys).await;
-        let cache = Arc::new(SigCache::new(100_000));
+        let oracle = network(&context, &keys, LINK).await;
         let mut nodes = Vec::new();
         // Validator 0 is Byzantine: it signs conflicting proposals for the views it leads.
         let byz = &keys[0];
@@ -422,9 +564,7 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
         );
         equivocator.start(votes, certs);
         for (i, k) in keys.iter().enumerate().skip(1) {
-            nodes.push(
-                start_node(&context, &oracle, k, i, MemStore::default(), cache.clone()).await,
-            );
+            nodes.push(start_node(&context, &oracle, k, i, 0, MemStore::default()).await);
         }
         for i in 0..10u64 {
             nodes[(i as usize) % nodes.len()]
@@ -433,15 +573,26 @@ fn equivocating_validator_breaks_neither_safety_nor_liveness() {
                 .unwrap();
         }
         let honest: Vec<&Arc<Shared>> = nodes.iter().map(|n| &n.shared).collect();
+        // More than N heights take more than N views, and round robin gives the equivocator
+        // at least one of them to lead.
         assert!(
-            wait_height(&context, &honest, 15, Duration::from_secs(240)).await,
+            wait_until(&context, Duration::from_secs(240), || honest.iter().all(
+                |s| {
+                    s.finalized_height() > N as u64 && s.with_state(|st| st.configs().count()) == 10
+                }
+            ))
+            .await,
             "honest validators stalled with one equivocator"
         );
         assert_agree(&honest);
-        for s in &honest {
-            assert_eq!(s.with_state(|st| st.configs().count()), 10);
-        }
     });
+}
+
+#[test]
+fn equivocating_validator_breaks_neither_safety_nor_liveness() {
+    for seed in seeds(&[3, 13, 23, 33, 43]) {
+        equivocation(seed);
+    }
 }
 
 const ORIGIN: &str = "example.test";
@@ -526,11 +677,8 @@ fn managed(shared: &Shared) -> Option<(u64, usize, bool)> {
 /// current set, generations never go back, and the last-known-good generation is kept.
 fn aws_race(seed: u64) -> (u64, u64) {
     let _guard = SeedGuard(seed);
-    let cfg = deterministic::Config::new()
-        .with_seed(seed)
-        .with_timeout(Some(Duration::from_secs(1200)));
-    deterministic::Runner::new(cfg).start(|context| async move {
-        let (keys, _oracle, nodes) = start_all(&context).await;
+    runner(seed, Duration::from_secs(1200)).start(|context| async move {
+        let (keys, _oracle, nodes, _stores) = start_all(&context, RACE_LINK).await;
         let all: Vec<&Arc<Shared>> = nodes.iter().map(|n| &n.shared).collect();
         context.child("gateways").spawn({
             let shared = nodes[10].shared.clone();
@@ -670,6 +818,10 @@ fn aws_race(seed: u64) -> (u64, u64) {
 
 #[test]
 fn the_aws_race_with_real_planners_cannot_empty_or_roll_back_a_name() {
-    let (stale_base, generation) = aws_race(seed(11));
-    println!("stale plan on generation {stale_base} refused at generation {generation}");
+    for seed in seeds(&[11]) {
+        let (stale_base, generation) = aws_race(seed);
+        println!(
+            "seed {seed}: stale plan on generation {stale_base} refused at generation {generation}"
+        );
+    }
 }
