@@ -77,31 +77,27 @@ def read_all(s3, bucket, objects, what):
     c.log(f"  {what}: {len(objects)} objects byte-identical")
 
 
+def outage(s3, bucket, objects, down, kind, name, nodes_left, zones_left):
+    """Stops `name` (a node or zone), writes through it, checks where late objects landed and
+    that everything reads back, then starts it again."""
+    drill(f"stop-{kind}", name)
+    down.append((kind, name))
+    for key in write_for(s3, bucket, f"{kind}-{name}-down", WRITE_S, objects):
+        nodes, zones = spread(s3, bucket, key)
+        c.check_eq((nodes, zones), (nodes_left, zones_left), f"{key}: (nodes, zones) with {name} down")
+    read_all(s3, bucket, objects, f"GET with {name} down")
+    drill(f"start-{kind}", name)
+    down.remove((kind, name))
+
+
 def main():
     s3 = c.client(connect_timeout=5, read_timeout=60)
     bucket = c.fresh_bucket(s3, "survive")
     objects = {}
     down = []
     try:
-        drill("stop-node", "n04")
-        down.append(("node", "n04"))
-        late = write_for(s3, bucket, "one-node-down", WRITE_S, objects)
-        for key in late:
-            nodes, zones = spread(s3, bucket, key)
-            c.check_eq(nodes, 11, f"{key}: distinct nodes placed with n04 down")
-            c.check_eq(zones, 3, f"{key}: zones placed with n04 down")
-        read_all(s3, bucket, objects, "GET with n04 down")
-        drill("start-node", "n04")
-        down.remove(("node", "n04"))
-
-        drill("stop-zone", "z3")
-        down.append(("zone", "z3"))
-        late = write_for(s3, bucket, "zone-down", WRITE_S, objects)
-        for key in late:
-            nodes, zones = spread(s3, bucket, key)
-            c.check_eq(zones, 2, f"{key}: zones placed with z3 down")
-            c.check_eq(nodes, 8, f"{key}: distinct nodes placed with z3 down")
-        read_all(s3, bucket, objects, "GET with z3 down")
+        outage(s3, bucket, objects, down, "node", "n04", 11, 3)
+        outage(s3, bucket, objects, down, "zone", "z3", 8, 2)
     finally:
         for kind, name in down:  # leave the devnet whole even when a check failed
             try:
