@@ -43,6 +43,7 @@ pub mod lthash;
 pub mod objects;
 pub mod placement;
 pub mod registry;
+mod rules;
 pub mod state;
 pub mod tx;
 pub mod versions;
