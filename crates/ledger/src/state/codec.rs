@@ -314,15 +314,16 @@ impl State {
                     s.objects.insert(id.to_vec(), o).is_some()
                 }
                 T_GATEWAY => {
-                    if id.len() != 64 || !v.is_empty() {
+                    let pair = match id.split_at_checked(32) {
+                        Some((o, g)) if v.is_empty() => {
+                            (AccountId::try_from(o), AccountId::try_from(g))
+                        }
+                        _ => return Err(corrupt("gateway entry is malformed")),
+                    };
+                    let (Ok(owner), Ok(gateway)) = pair else {
                         return Err(corrupt("gateway entry is malformed"));
-                    }
-                    let (o, g) = id.split_at(32);
-                    let pair = (
-                        o.try_into().expect("32 bytes"),
-                        g.try_into().expect("32 bytes"),
-                    );
-                    !s.gateways.insert(pair)
+                    };
+                    !s.gateways.insert((owner, gateway))
                 }
                 T_ZONE => {
                     let origin =
