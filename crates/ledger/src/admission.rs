@@ -129,12 +129,12 @@ pub(crate) fn committee_votes(
     (votes, crate::zones::quorum(members.len().max(1)))
 }
 
-/// An admission that passed every check; only [`State`] applies it.
+/// An admission that passed every check: the node's record with the grant applied, which
+/// `rules::nodes` writes as is.
 #[derive(Debug)]
 pub(crate) struct CheckedAdmission {
     pub(crate) node: NodeId,
-    pub(crate) roles: Roles,
-    pub(crate) capacity_bytes: u64,
+    pub(crate) record: NodeRecord,
 }
 
 fn subset(granted: &Roles, requested: &Roles) -> bool {
@@ -174,10 +174,15 @@ pub(crate) fn check_admit(
     if votes < needed {
         return Err(TxError::AdmissionQuorum { votes, needed });
     }
+    // A new admission replaces the old grant; the count makes every approval single-use.
     Ok(CheckedAdmission {
         node: *node,
-        roles: roles.clone(),
-        capacity_bytes,
+        record: NodeRecord {
+            roles: roles.clone(),
+            capacity_bytes,
+            admissions: rec.admissions.saturating_add(1),
+            ..rec.clone()
+        },
     })
 }
 

@@ -26,6 +26,21 @@
 //! [`MAX_ADDRESS_SIZE_BYTES`], [`MAX_CONFIG_KEY_SIZE_BYTES`], [`MAX_CONFIG_VALUE_SIZE_BYTES`],
 //! [`MAX_CHAIN_ID_SIZE_BYTES`].
 //!
+//! Layout, by rule rather than by layer:
+//! - `rules/`: the stateful rules, one file per transaction family, each holding that
+//!   family's check and apply together (`accounts.rs`: signer, nonce, `RegisterAccount`,
+//!   `ConfigSet`; `nodes.rs`: `RegisterNode`, `AdmitNode`, `Heartbeat`; `buckets.rs`;
+//!   `objects.rs`; `dns.rs`). `rules::check(state, tx, height)` changes nothing and returns a
+//!   `Checked` value carrying every record the transaction will write, computed once;
+//!   `rules::apply(state, checked)` only writes it and returns the [`Event`], so apply cannot
+//!   fail and never re-looks-up what check found. [`State::check_tx`] (the mempool) and
+//!   block application run the same `check`.
+//! - [`state`]: the tables and their accessors, root maintenance ([`State::take_dirty`]) and
+//!   the block loop ([`State::apply_block`]); `state/codec.rs` holds the canonical entry
+//!   encoding ([`State::entries`], [`State::from_entries`]).
+//! - Pure domain modules the rules call: [`tx`] (encoding, stateless validation),
+//!   [`admission`], [`objects`], [`versions`], [`placement`], [`registry`], [`zones`], [`dns`].
+//!
 //! Placement ([`placement`]): which storage nodes receive a segment's fragments is a pure
 //! function of the finalized registry (zones, health, free capacity) and a seed.
 //!
@@ -43,6 +58,7 @@ pub mod lthash;
 pub mod objects;
 pub mod placement;
 pub mod registry;
+mod rules;
 pub mod state;
 pub mod tx;
 pub mod versions;
