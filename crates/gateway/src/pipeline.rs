@@ -4,10 +4,11 @@
 //! fragment's Merkle root computed, and the k + m fragments pushed to their placed nodes in
 //! parallel. A segment is done once its write quorum holds: at least `write_quorum` (k + 2)
 //! pushes acknowledged as durable *and* spread so that losing any one failure domain
-//! (`fragment_domains`) leaves k. The pushes still running then get [`UPLOAD_GRACE_MS`] more;
-//! whatever has not finished is dropped and left clear in the segment's `stored_mask`, for
-//! repair. One slow or blackholed node therefore costs a PUT at most the grace, not the
-//! transport timeout. If every push has finished without a quorum the upload fails with
+//! (`fragment_domains`) leaves k. The pushes still running then get a grace of twice the time
+//! the quorum took, within [`UPLOAD_GRACE_MS`]..=[`UPLOAD_GRACE_MAX_MS`]; whatever has not
+//! finished is dropped and left clear in the segment's `stored_mask`, for repair. One slow or
+//! blackholed node therefore costs a PUT at most the grace, not the transport timeout, while
+//! healthy but loaded nodes still get their fragments in. If every push has finished without a quorum the upload fails with
 //! [`UploadError::Unavailable`] and the caller records nothing (fragments already pushed are
 //! unreferenced garbage, never a visible object).
 //! Memory: one segment plus its k + m fragments, about (1 + (k + m) / k) × segment size.
@@ -60,8 +61,12 @@ pub trait FragmentTransport: Send + Sync {
 /// How long a segment read waits for its first k fragments before hedging with more.
 pub const HEDGE_AFTER_MS: u64 = 100;
 
-/// How long a segment upload waits for the remaining pushes once its write quorum holds.
+/// Least time a segment upload waits for the remaining pushes once its write quorum holds.
 pub const UPLOAD_GRACE_MS: u64 = 100;
+/// Most time it waits: the grace is twice the time the quorum took, within these bounds, so
+/// healthy stragglers on a loaded machine still land while a blackholed node costs a bounded
+/// delay (below the transport timeout).
+pub const UPLOAD_GRACE_MAX_MS: u64 = 5_000;
 
 /// A failed transfer to or from one node (the pipeline tolerates up to m of them).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -234,6 +239,7 @@ async fn store_segment<T: FragmentTransport>(
         })
         .collect();
     let mut stored_mask = 0u64;
+    let started = std::time::Instant::now();
     while !cfg.quorum_met(stored_mask) {
         let Some((i, result)) = pushes.next().await else {
             break;
@@ -244,7 +250,11 @@ async fn store_segment<T: FragmentTransport>(
     }
     if cfg.quorum_met(stored_mask) && !pushes.is_empty() {
         // Late pushes get a bounded grace; those still running are dropped (left for repair).
-        let grace = transport.hedge_delay(UPLOAD_GRACE_MS);
+        let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let grace_ms = took_ms
+            .saturating_mul(2)
+            .clamp(UPLOAD_GRACE_MS, UPLOAD_GRACE_MAX_MS);
+        let grace = transport.hedge_delay(grace_ms);
         futures::pin_mut!(grace);
         while let Either::Left((Some((i, result)), _)) =
             futures::future::select(pushes.next(), grace.as_mut()).await
