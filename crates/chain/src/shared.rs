@@ -1,4 +1,10 @@
 //! State one node's services share: the finalized ledger, the mempool and the finality feeds.
+//!
+//! Readers never block finality: the finalized state is published as an immutable
+//! `Arc<State>` per block. [`Shared::snapshot`] and [`Shared::with_state`] hold a lock only to
+//! clone that pointer, so a long reader (a listing of 100k keys) works on its own snapshot while
+//! the finalizer applies the next block to a copy. The copy is cheap because the ledger's large
+//! tables are persistent maps (`imbl`), shared between versions.
 
 use crate::{
     block::Block,
@@ -86,7 +92,11 @@ type TxIndex = (HashMap<Hash, (u64, Result<(), TxError>)>, VecDeque<Hash>);
 
 /// Node-wide shared state.
 pub struct Shared {
-    state: RwLock<State>,
+    /// The latest finalized state. The lock guards only the pointer swap together with the
+    /// mempool, receipt index and root bookkeeping of that block, never a reader's work.
+    state: RwLock<Arc<State>>,
+    /// Serializes block application (one writer computes the next state at a time).
+    writer: Mutex<()>,
     /// Validated transactions waiting for a block.
     pub mempool: Mempool,
     sig_cache: Arc<SigCache>,
@@ -141,7 +151,8 @@ impl Shared {
         let (finalized_tx, _) = watch::channel(summary);
         let (blocks_tx, _) = broadcast::channel(BLOCK_FEED_CAPACITY);
         Ok(Arc::new(Self {
-            state: RwLock::new(state),
+            state: RwLock::new(Arc::new(state)),
+            writer: Mutex::new(()),
             mempool,
             sig_cache,
             store: Mutex::new(store),
@@ -180,9 +191,14 @@ impl Shared {
         self.state.read().height()
     }
 
-    /// Runs `f` with read access to the finalized ledger state.
+    /// The latest finalized state: an immutable snapshot that later blocks never change.
+    pub fn snapshot(&self) -> Arc<State> {
+        self.state.read().clone()
+    }
+
+    /// Runs `f` on the latest finalized state's snapshot; never delays block application.
     pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.state.read())
+        f(&self.snapshot())
     }
 
     /// Subscribes to the latest finalized height (a watch: intermediate values may be skipped).
@@ -221,7 +237,7 @@ impl Shared {
         if self.tx_index.lock().0.contains_key(&hash) {
             return Ok(hash);
         }
-        self.state.read().check_tx(&tx)?;
+        self.snapshot().check_tx(&tx)?;
         self.mempool.insert(hash, bytes, tx.tx.valid_until, true)?;
         Ok(hash)
     }
@@ -281,19 +297,27 @@ impl Shared {
     pub fn apply_finalized(&self, block: &Block) -> Result<Arc<FinalizedBlock>, ApplyError> {
         let txs = self.verify_txs(&block.txs).map_err(ApplyError::InvalidTx)?;
         let tx_hashes: Vec<Hash> = block.txs.iter().map(|b| tx_hash(b)).collect();
-        let (outcome, dirty): (BlockOutcome, _) = {
+        let _writer = self.writer.lock();
+        let mut next = State::clone(&self.snapshot());
+        let expected = next.height() + 1;
+        if block.height != expected {
+            return Err(ApplyError::Height {
+                expected,
+                got: block.height,
+            });
+        }
+        // Applied to a private copy: readers keep the previous snapshot meanwhile.
+        let outcome: BlockOutcome = next
+            .apply_verified_block(block.height, block.timestamp_ms, &txs)
+            .map_err(ApplyError::Ledger)?;
+        let dirty = block
+            .height
+            .is_multiple_of(PERSIST_EVERY_BLOCKS)
+            .then(|| next.take_dirty());
+        {
             let mut state = self.state.write();
-            let expected = state.height() + 1;
-            if block.height != expected {
-                return Err(ApplyError::Height {
-                    expected,
-                    got: block.height,
-                });
-            }
-            let outcome = state
-                .apply_verified_block(block.height, block.timestamp_ms, &txs)
-                .map_err(ApplyError::Ledger)?;
-            // Still under the state lock, so no proposer or gossip admission can observe the new
+            debug_assert_eq!(state.height() + 1, block.height, "one writer at a time");
+            // Under the state lock, so no proposer or gossip admission can observe the new
             // height while the block's transactions are still pooled or unindexed (which would
             // let them be included twice).
             self.mempool.remove(tx_hashes.iter());
@@ -309,12 +333,8 @@ impl Shared {
                     roots.pop_front();
                 }
             }
-            let dirty = block
-                .height
-                .is_multiple_of(PERSIST_EVERY_BLOCKS)
-                .then(|| state.take_dirty());
-            (outcome, dirty)
-        };
+            *state = Arc::new(next);
+        }
         // Durable state trails the applied height by less than PERSIST_EVERY_BLOCKS, and never
         // leads marshal's archive (see crate docs on restart consistency).
         if let Some(dirty) = dirty {
@@ -386,5 +406,89 @@ impl Nonces {
         let n = (*next).max(finalized + 1);
         *next = n + 1;
         Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+    use cairn_ledger::{Genesis, NodeRecordInit, Roles};
+    use std::{sync::mpsc, time::Duration};
+
+    fn one_node_shared() -> (Arc<Shared>, Block) {
+        let genesis = Genesis {
+            chain_id: "snap".into(),
+            accounts: vec![([1; 32], "op".into())],
+            nodes: vec![(
+                [9; 32],
+                NodeRecordInit {
+                    operator: [1; 32],
+                    zone: "z1".into(),
+                    roles: Roles {
+                        validator: true,
+                        storage: false,
+                        gateway: false,
+                        cache: false,
+                    },
+                    addresses: vec!["127.0.0.1:1".into()],
+                    capacity_bytes: 1,
+                    stake: 1,
+                },
+            )],
+        };
+        let block = Block::genesis("snap");
+        let shared = Shared::open(
+            &genesis,
+            &block,
+            Box::new(MemStore::default()),
+            Mempool::new(16, 1 << 16),
+            Arc::new(SigCache::new(16)),
+        )
+        .expect("genesis opens");
+        (shared, block)
+    }
+
+    #[test]
+    fn a_reader_holding_the_state_does_not_delay_block_application() {
+        let (shared, genesis) = one_node_shared();
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let reader = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                shared.with_state(|s| {
+                    entered_tx.send(()).expect("test thread waits");
+                    // A long listing: it holds its view until the test releases it.
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                    s.height()
+                })
+            })
+        };
+        entered_rx.recv().expect("reader entered");
+        let (done_tx, done_rx) = mpsc::channel();
+        let applier = {
+            let shared = shared.clone();
+            let block = Block::new(genesis.digest(), 1, 1_000, Vec::new());
+            std::thread::spawn(move || {
+                let applied = shared.apply_finalized(&block).map(|f| f.summary.height);
+                done_tx.send(applied.ok()).expect("test thread waits");
+            })
+        };
+        let applied = done_rx.recv_timeout(Duration::from_secs(10));
+        release_tx.send(()).ok();
+        applier.join().expect("applier thread");
+        assert_eq!(
+            applied,
+            Ok(Some(1)),
+            "block 1 was not applied within 10 s while a reader held the state"
+        );
+        assert_eq!(
+            reader.join().expect("reader thread"),
+            0,
+            "a snapshot changed under its reader"
+        );
+        assert_eq!(shared.finalized_height(), 1);
+        assert_eq!(shared.snapshot().height(), 1);
     }
 }

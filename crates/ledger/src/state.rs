@@ -17,6 +17,7 @@ use crate::{
     zones::{endpoint_of, Zone},
     AccountId, BlockError, Hash, NodeId, TxError, MAX_TXS_PER_BLOCK,
 };
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -250,23 +251,23 @@ pub struct State {
     pub(crate) height: u64,
     /// Proposer timestamp (ms) of the last applied block (0 at genesis); never decreases.
     pub(crate) time_ms: u64,
-    pub(crate) accounts: BTreeMap<AccountId, Account>,
-    pub(crate) nodes: BTreeMap<NodeId, NodeRecord>,
+    pub(crate) accounts: OrdMap<AccountId, Account>,
+    pub(crate) nodes: OrdMap<NodeId, NodeRecord>,
     pub(crate) config: BTreeMap<String, ConfigEntry>,
-    pub(crate) buckets: BTreeMap<String, Bucket>,
+    pub(crate) buckets: OrdMap<String, Bucket>,
     /// Keyed by [`object_key_suffix`], so one bucket's objects are contiguous and key-sorted.
-    pub(crate) objects: BTreeMap<Vec<u8>, ObjectRecord>,
+    pub(crate) objects: OrdMap<Vec<u8>, ObjectRecord>,
     /// (owner, gateway) pairs.
     pub(crate) gateways: BTreeSet<(AccountId, AccountId)>,
     /// DNS zones by origin.
-    pub(crate) zones: BTreeMap<String, Zone>,
+    pub(crate) zones: OrdMap<String, Zone>,
     /// The nodes forming the current committee (the genesis validators until rotation).
     pub(crate) committee: BTreeSet<NodeId>,
     /// Deleted objects' versions, keyed like `objects`.
-    pub(crate) tombstones: BTreeMap<Vec<u8>, Tombstone>,
+    pub(crate) tombstones: OrdMap<Vec<u8>, Tombstone>,
     /// (height, object key) of every tombstone, for pruning in order; derived, not an entry.
-    pub(crate) tombstone_heights: BTreeSet<(u64, Vec<u8>)>,
-    pub(crate) dirty: BTreeSet<Vec<u8>>,
+    pub(crate) tombstone_heights: OrdSet<(u64, Vec<u8>)>,
+    pub(crate) dirty: OrdSet<Vec<u8>>,
     /// Encodings of entries touched since the last root update, as they were before (`None` =
     /// absent); folded into `acc` at the end of each block.
     pub(crate) touched: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -298,17 +299,17 @@ impl State {
             chain_id,
             height: 0,
             time_ms: 0,
-            accounts: BTreeMap::new(),
-            nodes: BTreeMap::new(),
+            accounts: OrdMap::new(),
+            nodes: OrdMap::new(),
             config: BTreeMap::new(),
-            buckets: BTreeMap::new(),
-            objects: BTreeMap::new(),
+            buckets: OrdMap::new(),
+            objects: OrdMap::new(),
             gateways: BTreeSet::new(),
-            zones: BTreeMap::new(),
+            zones: OrdMap::new(),
             committee: BTreeSet::new(),
-            tombstones: BTreeMap::new(),
-            tombstone_heights: BTreeSet::new(),
-            dirty: BTreeSet::new(),
+            tombstones: OrdMap::new(),
+            tombstone_heights: OrdSet::new(),
+            dirty: OrdSet::new(),
             touched: BTreeMap::new(),
             acc: LtHash::new(),
             root: [0; 32],
@@ -567,8 +568,10 @@ impl State {
             }
         }
         self.root = self.acc.checksum();
+        // Counted, not encoded: encoding every entry each block made debug builds (the devnet
+        // and every test) O(state) per block, 335 ms a block at 100k objects.
         debug_assert!(
-            self.entries().len() > 4096 || {
+            self.entry_count() > 4096 || {
                 let mut full = LtHash::new();
                 for (k, v) in self.entries() {
                     full.insert(&k, &v);
@@ -665,7 +668,7 @@ impl State {
         let Some(cutoff) = height.checked_sub(TOMBSTONE_RETENTION_BLOCKS) else {
             return;
         };
-        while let Some((h, k)) = self.tombstone_heights.first().cloned() {
+        while let Some((h, k)) = self.tombstone_heights.get_min().cloned() {
             if h >= cutoff {
                 break;
             }

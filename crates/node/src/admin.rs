@@ -14,7 +14,7 @@ use crate::{
 };
 use bytes::Bytes;
 use cairn_chain::{block::Block, engine::BlockReader, shared::TxStatus, Shared, SubmitError};
-use cairn_ledger::registry;
+use cairn_ledger::{registry, TxError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -95,6 +95,19 @@ pub(crate) async fn read_body(
 }
 
 /// A JSON error response with a machine code and a message saying what to do.
+/// Error code of a transaction refused because another one already took its nonce; the client
+/// signs again with a fresh nonce.
+pub const NONCE_CONFLICT: &str = "NonceConflict";
+
+/// Whether `e` only says the nonce was taken (often by this node's own heartbeat), so the same
+/// transaction signed with the next free nonce may succeed.
+fn nonce_conflict(e: &TxError) -> bool {
+    matches!(
+        e,
+        TxError::NonceReplayed { .. } | TxError::NonceTooOld { .. }
+    )
+}
+
 pub(crate) fn error(
     status: StatusCode,
     code: &str,
@@ -178,6 +191,7 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 TxStatus::Finalized { height, result } => json!({
                     "status": "finalized",
                     "height": height,
+                    "fresh_nonce": result.as_ref().is_err_and(nonce_conflict),
                     "result": match result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
                 }),
             };
@@ -190,6 +204,9 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
             };
             match admin.shared.submit(body) {
                 Ok(hash) => json_response(StatusCode::ACCEPTED, json!({"hash": hex(&hash)})),
+                Err(SubmitError::Invalid(e)) if nonce_conflict(&e) => {
+                    error(StatusCode::CONFLICT, NONCE_CONFLICT, e)
+                }
                 Err(SubmitError::Invalid(e)) => {
                     error(StatusCode::BAD_REQUEST, "InvalidTransaction", e)
                 }

@@ -115,14 +115,81 @@ pub fn valid_until(endpoint: &str) -> Result<u64, String> {
 
 /// POSTs a signed transaction; returns its hash (hex).
 pub fn post_tx(endpoint: &str, tx: &cairn_ledger::SignedTx) -> Result<String, String> {
-    let (code, body) = request(endpoint, "POST", "/tx", &tx.encode())?;
-    if code >= 400 {
-        return Err(format!(
-            "HTTP {code}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
+    match post(endpoint, tx)? {
+        Posted::Accepted(hash) => Ok(hash),
+        Posted::NonceTaken(message) | Posted::Refused(message) => Err(message),
     }
-    Ok(crate::config::hex(&tx.hash()))
+}
+
+enum Posted {
+    Accepted(String),
+    /// Another transaction of the same account holds this nonce.
+    NonceTaken(String),
+    Refused(String),
+}
+
+fn post(endpoint: &str, tx: &cairn_ledger::SignedTx) -> Result<Posted, String> {
+    let (code, body) = request(endpoint, "POST", "/tx", &tx.encode())?;
+    if code < 400 {
+        return Ok(Posted::Accepted(crate::config::hex(&tx.hash())));
+    }
+    let message = format!("HTTP {code}: {}", String::from_utf8_lossy(&body).trim());
+    let error_code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string));
+    Ok(match error_code.as_deref() {
+        Some(crate::admin::NONCE_CONFLICT) => Posted::NonceTaken(message),
+        _ => Posted::Refused(message),
+    })
+}
+
+/// Attempts at signing one transaction with the account's next free nonce. A node signs its
+/// heartbeats with its own key, so an operator using that key races it for nonces.
+pub const MAX_NONCE_ATTEMPTS: u32 = 5;
+
+/// Signs `kind` with `key` at the account's next free nonce and posts it; with `wait_ms`, also
+/// waits for finality and returns the status JSON. A nonce taken meanwhile by another
+/// transaction of the same account is retried with a fresh one, at most
+/// [`MAX_NONCE_ATTEMPTS`] times in all.
+pub fn sign_and_submit(
+    endpoint: &str,
+    key: &commonware_cryptography::ed25519::PrivateKey,
+    kind: &cairn_ledger::TxKind,
+    wait_ms: Option<u64>,
+) -> Result<(String, Option<serde_json::Value>), String> {
+    let signer = crate::config::node_id(key);
+    let signing = crate::config::account_key(key);
+    let mut last = String::new();
+    for _ in 0..MAX_NONCE_ATTEMPTS {
+        let tx = cairn_ledger::Tx {
+            signer,
+            nonce: next_nonce(endpoint, &signer)?,
+            valid_until: valid_until(endpoint)?,
+            kind: kind.clone(),
+        }
+        .sign(&signing);
+        let hash = match post(endpoint, &tx)? {
+            Posted::Accepted(hash) => hash,
+            Posted::NonceTaken(message) => {
+                last = message;
+                continue;
+            }
+            Posted::Refused(message) => return Err(message),
+        };
+        let Some(wait_ms) = wait_ms else {
+            return Ok((hash, None));
+        };
+        let status = wait_finalized(endpoint, &hash, wait_ms)?;
+        if status["fresh_nonce"] == true {
+            last = format!("{}", status["result"]);
+            continue;
+        }
+        return Ok((hash, Some(status)));
+    }
+    Err(format!(
+        "gave up after {MAX_NONCE_ATTEMPTS} nonces were taken by other transactions of this \
+         account ({last}); retry when it is less busy"
+    ))
 }
 
 /// Polls until transaction `hash` is finalized (or `timeout_ms` passes); returns its status
@@ -144,5 +211,100 @@ pub fn wait_finalized(
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_cryptography::Signer as _;
+    use std::{
+        io::{BufRead, BufReader},
+        net::TcpListener,
+        sync::{Arc, Mutex},
+    };
+
+    /// A stand-in admin API: the account's nonce maximum rises by one after each POST (as if the
+    /// node's heartbeat took that nonce), and the first `conflicts` POSTs are refused with
+    /// `NonceConflict`. Records the nonce of every POSTed transaction.
+    fn fake_admin(conflicts: usize) -> (String, Arc<Mutex<Vec<u64>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let endpoint = listener.local_addr().expect("address").to_string();
+        let posted = Arc::new(Mutex::new(Vec::new()));
+        let seen = posted.clone();
+        std::thread::spawn(move || {
+            let mut nonce_max = 7u64;
+            for stream in listener.incoming().take(64) {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone socket"));
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("request line");
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).expect("header");
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().expect("length");
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("body");
+                let (code, reply) = if line.starts_with("POST /tx") {
+                    let tx = cairn_ledger::SignedTx::decode(&body).expect("a canonical tx");
+                    let mut seen = seen.lock().expect("lock");
+                    seen.push(tx.tx.nonce);
+                    nonce_max += 1;
+                    if seen.len() <= conflicts {
+                        (
+                            409,
+                            r#"{"error":"NonceConflict","message":"taken"}"#.to_string(),
+                        )
+                    } else {
+                        (202, r#"{"hash":"x"}"#.to_string())
+                    }
+                } else if line.starts_with("GET /accounts/") {
+                    (200, format!(r#"{{"name":"op","nonce_max":{nonce_max}}}"#))
+                } else if line.starts_with("GET /status") {
+                    (200, r#"{"height":3}"#.to_string())
+                } else {
+                    (404, r#"{"error":"NoSuchThing"}"#.to_string())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        (endpoint, posted)
+    }
+
+    fn kind() -> cairn_ledger::TxKind {
+        cairn_ledger::TxKind::RegisterAccount { name: "op".into() }
+    }
+
+    #[test]
+    fn a_taken_nonce_is_signed_again_with_the_next_one() {
+        let (endpoint, posted) = fake_admin(2);
+        let key = commonware_cryptography::ed25519::PrivateKey::from_seed(3);
+        let (hash, status) = sign_and_submit(&endpoint, &key, &kind(), None).expect("submitted");
+        assert_eq!(hash.len(), 64);
+        assert!(status.is_none());
+        assert_eq!(*posted.lock().expect("lock"), vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn nonce_retries_are_bounded() {
+        let (endpoint, posted) = fake_admin(usize::MAX);
+        let key = commonware_cryptography::ed25519::PrivateKey::from_seed(3);
+        let err = sign_and_submit(&endpoint, &key, &kind(), None).expect_err("never accepted");
+        assert!(err.contains("gave up after 5"), "{err}");
+        assert_eq!(
+            posted.lock().expect("lock").len(),
+            MAX_NONCE_ATTEMPTS as usize
+        );
     }
 }

@@ -11,7 +11,7 @@ use cairn_ledger::{
     codec::Writer,
     dns::{write_set, RecordSet},
     zones::{ManagedRole, DEFAULT_ENDPOINT_WEIGHT},
-    SignedTx, Tx, TxKind, MAX_TX_SIZE_BYTES,
+    TxKind, MAX_TX_SIZE_BYTES,
 };
 use std::{collections::BTreeMap, path::Path};
 
@@ -40,19 +40,9 @@ pub fn submit_in_order(
     key: &commonware_cryptography::ed25519::PrivateKey,
     kinds: Vec<TxKind>,
 ) -> Result<(), String> {
-    let id = crate::config::node_id(key);
-    let signing = crate::config::account_key(key);
     for kind in kinds {
-        let nonce = client::next_nonce(endpoint, &id)?;
-        let tx: SignedTx = Tx {
-            signer: id,
-            nonce,
-            valid_until: client::valid_until(endpoint)?,
-            kind,
-        }
-        .sign(&signing);
-        let hash = client::post_tx(endpoint, &tx)?;
-        let status = client::wait_finalized(endpoint, &hash, FINALITY_TIMEOUT_MS)?;
+        let (_, status) = client::sign_and_submit(endpoint, key, &kind, Some(FINALITY_TIMEOUT_MS))?;
+        let status = status.unwrap_or_default();
         if status["result"] != "ok" {
             return Err(format!(
                 "rejected by the ledger: {}",
@@ -301,7 +291,7 @@ pub fn history(endpoint: &str, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_ledger::dns::RData;
+    use cairn_ledger::{dns::RData, Tx};
 
     fn set(name: &str, n: u8) -> RecordSet {
         RecordSet {

@@ -36,10 +36,10 @@ mod supervisor;
 mod tasks;
 
 use cairn_chain::mempool::SigCache;
-use cairn_ledger::{Tx, TxKind};
+use cairn_ledger::TxKind;
 use clap::{Parser, Subcommand};
 use commonware_runtime::{tokio as cw_tokio, Runner as _};
-use config::{account_key, hex, node_id, private_key, NodeConfig};
+use config::{hex, node_id, private_key, NodeConfig};
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 #[derive(Parser)]
@@ -607,8 +607,6 @@ fn submit_tx(
             key_path.display()
         )
     })?;
-    let signer = node_id(&key);
-    let nonce = client::next_nonce(endpoint, &signer)?;
     let kind = match kind {
         TxCommand::RegisterAccount { name } => TxKind::RegisterAccount { name },
         TxCommand::ConfigSet {
@@ -629,17 +627,10 @@ fn submit_tx(
             }
         }
     };
-    let tx = Tx {
-        signer,
-        nonce,
-        valid_until: client::valid_until(endpoint)?,
-        kind,
-    }
-    .sign(&account_key(&key));
-    let hash = client::post_tx(endpoint, &tx)?;
+    let wait_ms = wait.then_some(30_000);
+    let (hash, status) = client::sign_and_submit(endpoint, &key, &kind, wait_ms)?;
     println!("submitted {hash}");
-    if wait {
-        let status = client::wait_finalized(endpoint, &hash, 30_000)?;
+    if let Some(status) = status {
         println!(
             "finalized at height {}: {}",
             status["height"],

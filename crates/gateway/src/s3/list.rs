@@ -5,9 +5,9 @@ use s3s::dto::ETag;
 
 /// One page of a listing.
 pub(super) struct Listing {
-    objects: Vec<(String, ObjectRecord)>,
-    prefixes: Vec<String>,
-    truncated: bool,
+    pub(super) objects: Vec<(String, ObjectRecord)>,
+    pub(super) prefixes: Vec<String>,
+    pub(super) truncated: bool,
     /// The last key or common prefix returned (the next page starts after it).
     last: Option<String>,
 }

@@ -419,6 +419,19 @@ impl s3s::host::S3Host for VirtualHosts {
     }
 }
 
+/// The (keys, common prefixes, truncated) counts of one ListObjects page computed from `state`
+/// exactly as the handlers do; lets benchmarks run real listings beside block application.
+pub fn listing_counts(
+    state: &State,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    max_keys: usize,
+) -> (usize, usize, bool) {
+    let page = list::list(state, bucket, prefix, delimiter, "", max_keys);
+    (page.objects.len(), page.prefixes.len(), page.truncated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

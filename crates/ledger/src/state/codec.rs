@@ -160,6 +160,19 @@ fn dec_meta(b: &[u8]) -> Result<(String, u64, u64), TxError> {
 }
 
 impl State {
+    /// How many entries [`State::entries`] would return, without encoding any.
+    pub fn entry_count(&self) -> usize {
+        1 + self.accounts.len()
+            + self.nodes.len()
+            + self.config.len()
+            + self.buckets.len()
+            + self.objects.len()
+            + self.gateways.len()
+            + self.zones.len()
+            + self.committee.len()
+            + self.tombstones.len()
+    }
+
     /// Every entry as canonical (key, value) bytes, sorted by key; keys start with a table byte.
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out =
@@ -214,6 +227,7 @@ impl State {
                 .map(|(k, t)| (key(T_TOMBSTONE, k), t.encode())),
         );
         debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted");
+        debug_assert_eq!(out.len(), self.entry_count());
         out
     }
 
