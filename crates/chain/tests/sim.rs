@@ -25,7 +25,8 @@
 //!
 //! Limits: virtual time is cheap but not free (11 nodes on one thread), so each seed runs a
 //! few dozen heights; nodes crash by having their tasks aborted, so a crash loses nothing
-//! that was written (torn writes are the multi-process kill -9 test's business).
+//! that was written. Torn writes are not simulated; the multi-process kill -9 test SIGKILLs
+//! a real node once, but not at a chosen point in a write.
 
 use bytes::Bytes;
 use cairn_chain::{

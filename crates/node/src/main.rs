@@ -1,9 +1,10 @@
 //! `cairn`: the Cairn node binary.
 //!
 //! Subcommands: `devnet` (a whole local network, one process per node, with fault `drill`s),
-//! `node` (one node from `node.toml`), `status` (readable table from the admin API), `tx`
-//! (build, sign and submit transactions), `put/get/ls/rm/mb` (S3 object commands), `keygen`,
-//! and `bench chain|storage`.
+//! `init` (write a network layout), `node` (one node from `node.toml`; `node register`,
+//! `approve`, `admit` for admission), `status` (readable table from the admin API), `tx`
+//! (build, sign and submit transactions), `dns` (import, export, zones, manage, history),
+//! `put/get/ls/rm/mb` (S3 object commands), `keygen`, and `bench chain|storage`.
 //! See `docs/CONFIG.md` for the config files.
 //!
 //! A node's long-running tasks (listeners, heartbeats, planner, DNS updater, watchers of the

@@ -4,6 +4,8 @@
 //!   up and every node reports the same state root at a common height.
 //! - Bad configuration (unknown key) and a taken port fail fast with clear errors.
 //! - A devnet whose node cannot bind a port names it and never prints `devnet ready`.
+//! - A devnet's storage self-check round-trips over real sockets.
+//! - `cairn init` writes random keys and refuses to overwrite.
 
 use std::{
     net::TcpListener,

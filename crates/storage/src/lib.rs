@@ -13,8 +13,8 @@
 //!
 //! Limits: [`store::MAX_FRAGMENT_SIZE_BYTES`] per fragment, a bounded number of concurrent
 //! writes per store, at most [`erasure::MAX_DATA_SHARDS`] + [`erasure::MAX_PARITY_SHARDS`]
-//! fragments per segment. Whole fragments are read into memory (a fragment of the default
-//! 32 MiB segment at k = 4 is 8 MiB).
+//! fragments per segment. Whole fragments are read into memory (at k = 4, a fragment of the
+//! largest, 32 MiB, segment is 8 MiB; of the gateway's default 16 MiB segment, 4 MiB).
 
 #![warn(missing_docs)]
 

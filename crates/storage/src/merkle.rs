@@ -6,10 +6,10 @@
 //! leaf `i` of an `n`-byte fragment cannot be replayed for another length or position.
 //!
 //! Why 4 KiB leaves: an audit proof carries one leaf plus one 32-byte sibling per level, so for
-//! the default 8 MiB fragment (32 MiB segment, k = 4) a proof is 4 KiB + 11 × 32 B ≈ 4.4 KB; a
-//! leaf is one page, so proving it reads exactly one page from disk; and the leaf hashes a
-//! prover may cache are 1/128 of the data. Smaller leaves shrink proofs only slightly (the path
-//! grows) while multiplying the cached hashes.
+//! an 8 MiB fragment (the largest at k = 4, from a 32 MiB segment) a proof is
+//! 4 KiB + 11 × 32 B ≈ 4.4 KB; a leaf is one page, so proving it reads exactly one page from
+//! disk; and the leaf hashes a prover may cache are 1/128 of the data. Smaller leaves shrink
+//! proofs only slightly (the path grows) while multiplying the cached hashes.
 
 use crate::Hash;
 
