@@ -116,17 +116,42 @@ impl RateLimiter {
     }
 }
 
-/// Counters the admin API reports.
+/// Counters the admin API exports on `/metrics` (see [`Stats::prometheus`]).
 #[derive(Default, Debug)]
 pub struct Stats {
     /// UDP queries answered.
     pub udp_answers: AtomicU64,
-    /// UDP queries dropped by the rate limit.
+    /// UDP queries the rate limit caught: dropped, or answered truncated to move the client
+    /// to TCP.
     pub rate_limited: AtomicU64,
     /// TCP messages answered.
     pub tcp_answers: AtomicU64,
     /// Zone transfers sent.
     pub transfers: AtomicU64,
+}
+
+impl Stats {
+    /// The counters in the Prometheus text format, one `cairn_dns_*_total` counter each.
+    pub fn prometheus(&self) -> String {
+        let counters = [
+            ("udp_answers", "UDP queries answered.", &self.udp_answers),
+            (
+                "rate_limited",
+                "UDP queries the rate limit dropped or truncated.",
+                &self.rate_limited,
+            ),
+            ("tcp_answers", "TCP messages answered.", &self.tcp_answers),
+            ("transfers", "Zone transfers sent.", &self.transfers),
+        ];
+        let mut out = String::new();
+        for (name, help, value) in counters {
+            let value = value.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "# HELP cairn_dns_{name}_total {help}\n# TYPE cairn_dns_{name}_total counter\ncairn_dns_{name}_total {value}\n"
+            ));
+        }
+        out
+    }
 }
 
 /// Binds `threads` UDP sockets to `addr` with SO_REUSEPORT (the kernel spreads clients).
@@ -361,6 +386,26 @@ pub async fn send_notify(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stats_are_prometheus_counters() {
+        let stats = Stats::default();
+        stats.udp_answers.store(7, Ordering::Relaxed);
+        stats.transfers.store(2, Ordering::Relaxed);
+        let text = stats.prometheus();
+        for line in [
+            "# TYPE cairn_dns_udp_answers_total counter",
+            "cairn_dns_udp_answers_total 7",
+            "cairn_dns_rate_limited_total 0",
+            "cairn_dns_tcp_answers_total 0",
+            "cairn_dns_transfers_total 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Admin {
     pub metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// The node's worker states.
     pub health: Health,
+    /// The DNS server's counters, once it serves (exported on `/metrics`).
+    pub dns_stats: Arc<std::sync::OnceLock<Arc<cairn_dns::server::Stats>>>,
 }
 
 /// Binds the admin listener (fails fast with a clear error if the port is taken).
@@ -251,6 +253,9 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 f.height,
                 admin.shared.mempool.len()
             ));
+            if let Some(stats) = admin.dns_stats.get() {
+                text.push_str(&stats.prometheus());
+            }
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)))

@@ -230,6 +230,7 @@ pub async fn start_node(
             crate::fragments::serve(listener, Arc::new(server)),
         ));
     }
+    let dns_stats = Arc::new(std::sync::OnceLock::new());
     let admin = Arc::new(Admin {
         name: entry.name.clone(),
         chain_id: genesis.chain_id.clone(),
@@ -239,6 +240,7 @@ pub async fn start_node(
         blocks: node.blocks.clone(),
         metrics: Box::new(move || metrics_ctx.encode()),
         health: health.clone(),
+        dns_stats: dns_stats.clone(),
     });
     tasks.start(serving("admin", true, admin::serve(listener, admin)));
     let nonces = Arc::new(Nonces::new(id));
@@ -285,13 +287,16 @@ pub async fn start_node(
         if let Some(v) = dns.udp_threads {
             server_cfg.udp_threads = v.clamp(1, 64);
         }
-        crate::dns::start_server(node.shared.clone(), dns.listen, server_cfg, &mut tasks)
-            .await
-            .map_err(|source| RunError::PortTaken {
-                what: "DNS",
-                addr: dns.listen,
-                source,
-            })?;
+        let (_, stats) =
+            crate::dns::start_server(node.shared.clone(), dns.listen, server_cfg, &mut tasks)
+                .await
+                .map_err(|source| RunError::PortTaken {
+                    what: "DNS",
+                    addr: dns.listen,
+                    source,
+                })?;
+        // Set once: this is the only DNS server this node starts.
+        let _ = dns_stats.set(stats);
     }
     if entry.roles.iter().any(|r| r == "validator") {
         // Not critical: any validator plans, and this one still votes without its planner.

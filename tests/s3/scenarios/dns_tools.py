@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cairn_dns as d  # noqa: E402
@@ -177,6 +178,15 @@ def main():
     c.check_eq(r.rcode(), dns.rcode.BADVERS, "EDNS version 1")
     c.check_eq(sorted(answers(dig("www.tools.test", "A"), "A")), ["192.0.2.10", "192.0.2.11"],
                "still answering after bad input")
+
+    # --- the server's counters on the node's /metrics -------------------------------------
+    text = urllib.request.urlopen(f"http://{ADMIN}/metrics", timeout=10).read().decode()
+    counters = {l.split()[0]: int(l.split()[1]) for l in text.splitlines()
+                if l.startswith("cairn_dns_") and len(l.split()) == 2}
+    c.log(f"  node 0 DNS counters: {counters}")
+    c.check(counters.get("cairn_dns_udp_answers_total", 0) >= 20, "UDP answers counted on /metrics")
+    c.check(counters.get("cairn_dns_tcp_answers_total", 0) >= 2, "TCP answers counted on /metrics")
+    c.check(counters.get("cairn_dns_transfers_total", 0) >= 1, "the AXFR counted on /metrics")
 
 
 if __name__ == "__main__":
