@@ -363,9 +363,13 @@ impl ReplayCache {
     }
 
     /// Entries held.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.seen.len()
+    }
+
+    /// True when no request is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 
     /// Records a request of `time_ms`, or refuses a replay (or a full cache).
