@@ -142,6 +142,24 @@ fn account_usage(state: &mut State, record: &ObjectRecord, data_shards: u8, remo
 }
 
 /// Writes a checked object change.
+/// Marks the object and its bucket changed and clears the key's tombstone; returns the object's
+/// state key and the bucket's data shard count.
+fn start_write(state: &mut State, bucket: &str, object: &str, b: &Bucket) -> (Vec<u8>, u8) {
+    let k = object_key_suffix(bucket, object);
+    state.touch(key(T_OBJECT, &k));
+    state.touch(key(T_BUCKET, bucket.as_bytes()));
+    state.remove_tombstone(&k);
+    (k, b.data_shards)
+}
+
+/// Releases the replaced or deleted object's usage and stores the bucket record.
+fn finish_write(state: &mut State, bucket: &str, b: Bucket, old: Option<ObjectRecord>) {
+    if let Some(old) = old {
+        account_usage(state, &old, b.data_shards, true);
+    }
+    state.buckets.insert(bucket.to_string(), b);
+}
+
 pub(super) fn apply(state: &mut State, change: Change) -> Event {
     match change {
         Change::Put {
@@ -150,18 +168,11 @@ pub(super) fn apply(state: &mut State, change: Change) -> Event {
             record,
             bucket_record,
         } => {
-            let k = object_key_suffix(&bucket, &object);
-            let data_shards = bucket_record.data_shards;
-            state.touch(key(T_OBJECT, &k));
-            state.touch(key(T_BUCKET, bucket.as_bytes()));
-            state.remove_tombstone(&k);
+            let (k, data_shards) = start_write(state, &bucket, &object, &bucket_record);
             account_usage(state, &record, data_shards, false);
             let old = state.objects.insert(k, record);
             let replaced = old.is_some();
-            if let Some(old) = old {
-                account_usage(state, &old, data_shards, true);
-            }
-            state.buckets.insert(bucket.clone(), bucket_record);
+            finish_write(state, &bucket, bucket_record, old);
             Event::ObjectPut {
                 bucket,
                 key: object,
@@ -174,11 +185,7 @@ pub(super) fn apply(state: &mut State, change: Change) -> Event {
             tombstone,
             bucket_record,
         } => {
-            let k = object_key_suffix(&bucket, &object);
-            let data_shards = bucket_record.data_shards;
-            state.touch(key(T_OBJECT, &k));
-            state.touch(key(T_BUCKET, bucket.as_bytes()));
-            state.remove_tombstone(&k);
+            let (k, _) = start_write(state, &bucket, &object, &bucket_record);
             state.touch(key(T_TOMBSTONE, &k));
             state
                 .tombstone_heights
@@ -186,10 +193,7 @@ pub(super) fn apply(state: &mut State, change: Change) -> Event {
             state.tombstones.insert(k.clone(), tombstone);
             let old = state.objects.remove(&k);
             let existed = old.is_some();
-            if let Some(old) = old {
-                account_usage(state, &old, data_shards, true);
-            }
-            state.buckets.insert(bucket.clone(), bucket_record);
+            finish_write(state, &bucket, bucket_record, old);
             Event::ObjectDeleted {
                 bucket,
                 key: object,
