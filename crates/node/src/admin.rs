@@ -9,6 +9,7 @@
 //! Fragments are not served here but on the node's own fragment listener (`crate::fragments`).
 
 use crate::{
+    api,
     config::{hex, hex32},
     tasks::Health,
 };
@@ -125,7 +126,7 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["status"]) => json_response(StatusCode::OK, status_json(admin)),
+        (&Method::GET, ["status"]) => json_response(StatusCode::OK, json!(status(admin))),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
         (&Method::GET, ["workers"]) => json_response(StatusCode::OK, json!(admin.health.report())),
         (&Method::GET, ["blocks", height]) => {
@@ -159,13 +160,17 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                     "expected 64 hex characters",
                 );
             };
-            match admin.shared.with_state(|s| s.account(&id).cloned()) {
-                Some(a) => json_response(
-                    StatusCode::OK,
-                    json!({"name": a.name, "nonce_max": a.nonce_max}),
-                ),
-                None => json_response(StatusCode::OK, json!({"name": null, "nonce_max": 0})),
-            }
+            let body = match admin.shared.with_state(|s| s.account(&id).cloned()) {
+                Some(a) => api::Account {
+                    name: Some(a.name),
+                    nonce_max: a.nonce_max,
+                },
+                None => api::Account {
+                    name: None,
+                    nonce_max: 0,
+                },
+            };
+            json_response(StatusCode::OK, json!(body))
         }
         (&Method::GET, ["config", key]) => {
             match admin.shared.with_state(|s| s.config(key).cloned()) {
@@ -188,16 +193,18 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 );
             };
             let body = match admin.shared.tx_status(&hash) {
-                TxStatus::Pending => json!({"status": "pending"}),
-                TxStatus::Unknown => json!({"status": "unknown"}),
-                TxStatus::Finalized { height, result } => json!({
-                    "status": "finalized",
-                    "height": height,
-                    "fresh_nonce": result.as_ref().is_err_and(nonce_conflict),
-                    "result": match result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-                }),
+                TxStatus::Pending => api::TxState::Pending,
+                TxStatus::Unknown => api::TxState::Unknown,
+                TxStatus::Finalized { height, result } => api::TxState::Finalized {
+                    height,
+                    fresh_nonce: result.as_ref().is_err_and(nonce_conflict),
+                    result: match result {
+                        Ok(()) => api::TX_OK.to_string(),
+                        Err(e) => e.to_string(),
+                    },
+                },
             };
-            json_response(StatusCode::OK, body)
+            json_response(StatusCode::OK, json!(body))
         }
         (&Method::POST, ["tx"]) => {
             let body = match read_body(req, MAX_TX_BODY_BYTES, "TxTooLarge").await {
@@ -270,7 +277,7 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 /// `/status` body.
-pub fn status_json(admin: &Admin) -> Value {
+pub fn status(admin: &Admin) -> api::Status {
     let f = admin.shared.subscribe().borrow().clone();
     let (zones, healthy, total, pending) = admin.shared.with_state(|state| {
         let mut zones: BTreeMap<String, u64> = BTreeMap::new();
@@ -294,23 +301,23 @@ pub fn status_json(admin: &Admin) -> Value {
         (zones, healthy, total, pending)
     });
     let (self_healthy, failed_workers) = health_json(&admin.health);
-    json!({
-        "name": admin.name,
-        "healthy": self_healthy,
-        "failed_workers": failed_workers,
-        "chain_id": admin.chain_id,
-        "node_id": admin.node_id,
-        "height": f.height,
-        "state_root": hex(&f.state_root),
-        "block_digest": hex(&f.digest),
-        "block_timestamp_ms": f.timestamp_ms,
-        "committee": admin.committee,
-        "mempool_txs": admin.shared.mempool.len(),
-        "nodes_per_zone": zones,
-        "nodes_healthy": healthy,
-        "nodes_total": total,
-        "nodes_pending": pending,
-    })
+    api::Status {
+        name: admin.name.clone(),
+        healthy: self_healthy,
+        failed_workers,
+        chain_id: admin.chain_id.clone(),
+        node_id: admin.node_id.clone(),
+        height: f.height,
+        state_root: hex(&f.state_root),
+        block_digest: hex(&f.digest),
+        block_timestamp_ms: f.timestamp_ms,
+        committee: admin.committee.clone(),
+        mempool_txs: admin.shared.mempool.len(),
+        nodes_per_zone: zones,
+        nodes_healthy: healthy,
+        nodes_total: total,
+        nodes_pending: pending as u64,
+    }
 }
 
 /// This node's own health for `/status`: false with the failed critical workers' names once

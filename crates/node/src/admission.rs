@@ -106,8 +106,9 @@ pub fn register(args: &RegisterArgs) -> Result<(), String> {
     );
     let possession = account_key(&key).sign(&message).to_bytes().to_vec();
     let mut kinds = Vec::new();
-    let account = client::get_json(&args.endpoint, &format!("/accounts/{}", hex(&id)))?;
-    if account["name"].is_null() {
+    let account: crate::api::Account =
+        client::get(&args.endpoint, &format!("/accounts/{}", hex(&id)))?;
+    if account.name.is_none() {
         kinds.push(TxKind::RegisterAccount {
             name: format!("node-{}", &hex(&id)[..12]),
         });
@@ -134,10 +135,8 @@ pub fn register(args: &RegisterArgs) -> Result<(), String> {
 fn grant(args: &AdmitArgs) -> Result<(NodeId, Roles, u64, Vec<u8>), String> {
     let node: NodeId =
         unhex::<32>(&args.node).ok_or("NODE must be 64 hex characters (a node id)")?;
-    let status = client::get_json(&args.endpoint, "/status")?;
-    let chain_id = status["chain_id"]
-        .as_str()
-        .ok_or("/status has no chain_id")?;
+    let status: crate::api::Status = client::get(&args.endpoint, "/status")?;
+    let chain_id = status.chain_id.as_str();
     let nodes = client::get_json(&args.endpoint, "/nodes")?;
     let rec = nodes["nodes"]
         .as_array()

@@ -495,24 +495,22 @@ fn role_list(roles: &serde_json::Value) -> Vec<&'static str> {
 }
 
 fn status(endpoint: &str) -> Result<(), String> {
-    let status = client::get_json(endpoint, "/status")?;
+    let status: api::Status = client::get(endpoint, "/status")?;
     let nodes = client::get_json(endpoint, "/nodes")?;
-    println!("chain      {}", status["chain_id"].as_str().unwrap_or("?"));
-    println!("height     {}", status["height"]);
-    println!(
-        "state root {}",
-        status["state_root"].as_str().unwrap_or("?")
-    );
-    println!("mempool    {} txs", status["mempool_txs"]);
-    let committee = status["committee"].as_array().cloned().unwrap_or_default();
-    println!("committee  {} validators", committee.len());
-    if let Some(zones) = status["nodes_per_zone"].as_object() {
-        let parts: Vec<String> = zones.iter().map(|(z, n)| format!("{z}={n}")).collect();
-        println!("zones      {}", parts.join(" "));
-    }
+    println!("chain      {}", status.chain_id);
+    println!("height     {}", status.height);
+    println!("state root {}", status.state_root);
+    println!("mempool    {} txs", status.mempool_txs);
+    println!("committee  {} validators", status.committee.len());
+    let zones: Vec<String> = status
+        .nodes_per_zone
+        .iter()
+        .map(|(z, n)| format!("{z}={n}"))
+        .collect();
+    println!("zones      {}", zones.join(" "));
     println!(
         "healthy    {}/{} ({} pending admission)",
-        status["nodes_healthy"], status["nodes_total"], status["nodes_pending"]
+        status.nodes_healthy, status.nodes_total, status.nodes_pending
     );
     println!();
     println!(
@@ -537,11 +535,11 @@ fn status(endpoint: &str) -> Result<(), String> {
             );
             continue;
         }
-        let height = client::get_json(admin_addr, "/status")
-            .map(|s| s["height"].to_string())
+        let height = client::get::<api::Status>(admin_addr, "/status")
+            .map(|s| s.height.to_string())
             .unwrap_or_else(|_| "down".into());
         let roles = role_list(&n["roles"]);
-        let in_committee = committee.iter().any(|c| c.as_str() == Some(id));
+        let in_committee = status.committee.iter().any(|c| c == id);
         println!(
             "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} {}",
             &id[..id.len().min(16)],
@@ -598,15 +596,11 @@ fn submit_tx(
     let wait_ms = wait.then_some(30_000);
     let (hash, status) = client::sign_and_submit(endpoint, &key, &kind, wait_ms)?;
     println!("submitted {hash}");
-    if let Some(status) = status {
-        println!(
-            "finalized at height {}: {}",
-            status["height"],
-            status["result"].as_str().unwrap_or("?")
-        );
-        if status["result"] != "ok" {
-            return Err("transaction rejected by the ledger".into());
-        }
+    if let Some(api::TxState::Finalized { height, result, .. }) = &status {
+        println!("finalized at height {height}: {result}");
+    }
+    if status.as_ref().and_then(|s| s.rejection()).is_some() {
+        return Err("transaction rejected by the ledger".into());
     }
     Ok(())
 }

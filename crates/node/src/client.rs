@@ -91,13 +91,19 @@ pub fn get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, String>
     Ok(value)
 }
 
+/// GET of a typed admin API body (see [`crate::api`]).
+pub fn get<T: serde::de::DeserializeOwned>(endpoint: &str, path: &str) -> Result<T, String> {
+    serde_json::from_value(get_json(endpoint, path)?)
+        .map_err(|e| format!("unexpected body from {endpoint}{path}: {e}"))
+}
+
 /// The next nonce for `account` (one above its finalized maximum).
 pub fn next_nonce(endpoint: &str, account: &[u8; 32]) -> Result<u64, String> {
-    let a = get_json(
+    let a: crate::api::Account = get(
         endpoint,
         &format!("/accounts/{}", crate::config::hex(account)),
     )?;
-    Ok(a["nonce_max"].as_u64().unwrap_or(0) + 1)
+    Ok(a.nonce_max + 1)
 }
 
 /// How many blocks a CLI transaction stays valid (about a minute at one block per 500 ms).
@@ -106,11 +112,8 @@ pub const CLI_TX_VALIDITY_BLOCKS: u64 = 120;
 /// A `valid_until` for a CLI transaction: the node's finalized height plus
 /// [`CLI_TX_VALIDITY_BLOCKS`].
 pub fn valid_until(endpoint: &str) -> Result<u64, String> {
-    let status = get_json(endpoint, "/status")?;
-    let height = status["height"]
-        .as_u64()
-        .ok_or_else(|| format!("{endpoint}/status has no height"))?;
-    Ok(height + CLI_TX_VALIDITY_BLOCKS)
+    let status: crate::api::Status = get(endpoint, "/status")?;
+    Ok(status.height + CLI_TX_VALIDITY_BLOCKS)
 }
 
 /// POSTs a signed transaction; returns its hash (hex).
@@ -156,7 +159,7 @@ pub fn sign_and_submit(
     key: &commonware_cryptography::ed25519::PrivateKey,
     kind: &cairn_ledger::TxKind,
     wait_ms: Option<u64>,
-) -> Result<(String, Option<serde_json::Value>), String> {
+) -> Result<(String, Option<crate::api::TxState>), String> {
     let signer = crate::config::node_id(key);
     let signing = crate::config::account_key(key);
     let mut last = String::new();
@@ -180,8 +183,13 @@ pub fn sign_and_submit(
             return Ok((hash, None));
         };
         let status = wait_finalized(endpoint, &hash, wait_ms)?;
-        if status["fresh_nonce"] == true {
-            last = format!("{}", status["result"]);
+        if let crate::api::TxState::Finalized {
+            fresh_nonce: true,
+            result,
+            ..
+        } = &status
+        {
+            last = result.clone();
             continue;
         }
         return Ok((hash, Some(status)));
@@ -192,17 +200,16 @@ pub fn sign_and_submit(
     ))
 }
 
-/// Polls until transaction `hash` is finalized (or `timeout_ms` passes); returns its status
-/// JSON (`result` is "ok" or the rejection).
+/// Polls until transaction `hash` is finalized (or `timeout_ms` passes); returns its state.
 pub fn wait_finalized(
     endpoint: &str,
     hash: &str,
     timeout_ms: u64,
-) -> Result<serde_json::Value, String> {
+) -> Result<crate::api::TxState, String> {
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
     loop {
-        let status = get_json(endpoint, &format!("/tx/{hash}"))?;
-        if status["status"] == "finalized" {
+        let status: crate::api::TxState = get(endpoint, &format!("/tx/{hash}"))?;
+        if matches!(status, crate::api::TxState::Finalized { .. }) {
             return Ok(status);
         }
         if std::time::Instant::now() > deadline {
@@ -268,7 +275,7 @@ mod tests {
                 } else if line.starts_with("GET /accounts/") {
                     (200, format!(r#"{{"name":"op","nonce_max":{nonce_max}}}"#))
                 } else if line.starts_with("GET /status") {
-                    (200, r#"{"height":3}"#.to_string())
+                    (200, serde_json::to_string(&status()).expect("serializes"))
                 } else {
                     (404, r#"{"error":"NoSuchThing"}"#.to_string())
                 };
@@ -280,6 +287,26 @@ mod tests {
             }
         });
         (endpoint, posted)
+    }
+
+    fn status() -> crate::api::Status {
+        crate::api::Status {
+            name: "n00".into(),
+            healthy: true,
+            failed_workers: vec![],
+            chain_id: "test".into(),
+            node_id: "00".into(),
+            height: 3,
+            state_root: "00".into(),
+            block_digest: "00".into(),
+            block_timestamp_ms: 0,
+            committee: vec![],
+            mempool_txs: 0,
+            nodes_per_zone: Default::default(),
+            nodes_healthy: 0,
+            nodes_total: 0,
+            nodes_pending: 0,
+        }
     }
 
     fn kind() -> cairn_ledger::TxKind {

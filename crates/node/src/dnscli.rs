@@ -42,12 +42,8 @@ pub fn submit_in_order(
 ) -> Result<(), String> {
     for kind in kinds {
         let (_, status) = client::sign_and_submit(endpoint, key, &kind, Some(FINALITY_TIMEOUT_MS))?;
-        let status = status.unwrap_or_default();
-        if status["result"] != "ok" {
-            return Err(format!(
-                "rejected by the ledger: {}",
-                status["result"].as_str().unwrap_or("?")
-            ));
+        if let Some(reason) = status.as_ref().and_then(|s| s.rejection()) {
+            return Err(format!("rejected by the ledger: {reason}"));
         }
     }
     Ok(())

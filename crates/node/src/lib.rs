@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod api;
 pub mod bench;
 pub mod bench_storage;
 pub mod cli;

@@ -399,14 +399,14 @@ fn exit_reason(n: &NodeProc) -> String {
 
 /// Whether node `n` is up: its admin API answers `/status` with `healthy: true`.
 fn node_health(n: &NodeProc) -> Result<(), String> {
-    let s = client::get_json(&n.admin, "/status")
+    let s: crate::api::Status = client::get(&n.admin, "/status")
         .map_err(|_| format!("admin API {} not answering", n.admin))?;
-    if s["healthy"].as_bool() == Some(true) {
+    if s.healthy {
         return Ok(());
     }
     Err(format!(
         "unhealthy: failed critical workers {}",
-        s["failed_workers"]
+        s.failed_workers.join(", ")
     ))
 }
 
@@ -508,8 +508,8 @@ fn wait_all_up(net: &mut Devnet, dir: &Path, need_block: bool) -> Result<(), Str
             .filter_map(|n| node_health(n).err().map(|e| format!("{}: {e}", n.name)))
             .collect();
         let block = !need_block
-            || client::get_json(&net.nodes[0].admin, "/status")
-                .is_ok_and(|s| s["height"].as_u64().unwrap_or(0) > 0);
+            || client::get::<crate::api::Status>(&net.nodes[0].admin, "/status")
+                .is_ok_and(|s| s.height > 0);
         if down.is_empty() && block {
             return Ok(());
         }
@@ -584,8 +584,8 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
     }
     for h in hashes {
         let status = client::wait_finalized(admin, &h, READY_TIMEOUT_MS)?;
-        if status["result"] != "ok" {
-            return Err(format!("AuthorizeGateway rejected: {}", status["result"]));
+        if let Some(reason) = status.rejection() {
+            return Err(format!("AuthorizeGateway rejected: {reason}"));
         }
     }
     Ok(())
