@@ -23,7 +23,6 @@ pub mod application;
 pub mod block;
 pub mod engine;
 pub mod mempool;
-pub mod planner;
 pub mod shared;
 pub mod store;
 

@@ -1,5 +1,5 @@
 //! Whole-network deterministic simulations: 11 validators running the real node logic
-//! (`cairn_chain::start`, and `cairn_chain::planner` for DNS) on commonware's deterministic
+//! (`cairn_chain::start`, and `cairn_dns::planner` for DNS) on commonware's deterministic
 //! runtime and simulated network.
 //!
 //! What is simulated:
@@ -30,9 +30,10 @@
 
 use bytes::Bytes;
 use cairn_chain::{
-    engine, mempool::SigCache, planner, shared::PERSIST_EVERY_BLOCKS, store::MemStore, Node,
-    Nonces, Shared, SubmitError, TxStatus,
+    engine, mempool::SigCache, shared::PERSIST_EVERY_BLOCKS, store::MemStore, Node, Nonces, Shared,
+    SubmitError, TxStatus,
 };
+use cairn_dns::planner;
 use cairn_ledger::{
     dns::{minimal_apex, Endpoint, PlanError, MAX_HISTORY_GENERATIONS},
     zones::{ManagedRole, DEFAULT_ENDPOINT_WEIGHT},

@@ -12,6 +12,7 @@ use cairn_chain::{
     store::RedbStore,
     Node, Nonces,
 };
+use cairn_dns::{publisher::Publisher, server::Stats as DnsStats};
 use cairn_storage::store::DEFAULT_MAX_CONCURRENT_WRITES;
 use commonware_runtime::{tokio::Context, Handle, Metrics, Supervisor};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -97,6 +98,20 @@ pub fn finalizer_worker(mut exit: watch::Receiver<Option<FinalizerStopped>>) -> 
             () = stop.requested() => Ok(()),
         }
     })
+}
+
+/// Registers the DNS publisher's loops as workers: `dns-udp-hickory` in benchmark mode, then
+/// `dns-tcp` (accept loop) and `dns-snapshots` (the updater), both critical. Returns its
+/// counters.
+fn start_dns_workers(tasks: &mut TaskSet, publisher: Publisher) -> Arc<DnsStats> {
+    if let Some(udp) = publisher.hickory_udp {
+        tasks.start(FnWorker::new("dns-udp-hickory", false, |_| async move {
+            udp.await.map_err(|e| WorkerError::Fatal(e.to_string()))
+        }));
+    }
+    tasks.start(serving("dns-tcp", true, publisher.tcp));
+    tasks.start(serving("dns-snapshots", true, publisher.snapshots));
+    publisher.stats
 }
 
 /// Watches the p2p network task (which dies if, e.g., its listener cannot bind).
@@ -287,23 +302,22 @@ pub async fn start_node(
         if let Some(v) = dns.udp_threads {
             server_cfg.udp_threads = v.clamp(1, 64);
         }
-        let (_, stats) =
-            crate::dns::start_server(node.shared.clone(), dns.listen, server_cfg, &mut tasks)
-                .await
-                .map_err(|source| RunError::PortTaken {
-                    what: "DNS",
-                    addr: dns.listen,
-                    source,
-                })?;
+        let publisher = cairn_dns::publisher::start(node.shared.clone(), dns.listen, server_cfg)
+            .await
+            .map_err(|source| RunError::PortTaken {
+                what: "DNS",
+                addr: dns.listen,
+                source,
+            })?;
         // Set once: this is the only DNS server this node starts.
-        let _ = dns_stats.set(stats);
+        let _ = dns_stats.set(start_dns_workers(&mut tasks, publisher));
     }
     if entry.roles.iter().any(|r| r == "validator") {
         // Not critical: any validator plans, and this one still votes without its planner.
         tasks.start(serving(
             "planner",
             false,
-            cairn_chain::planner::run(
+            cairn_dns::planner::run(
                 ctx.child("planner"),
                 node.shared.clone(),
                 account_key(&cfg.key),

@@ -1,5 +1,5 @@
 //! The DNS planner every validator runs, generic over commonware's runtime so the same code
-//! runs in a node and in the deterministic simulator (`tests/sim.rs`).
+//! runs in a node and in the deterministic simulator (`crates/chain/tests/sim.rs`).
 //!
 //! Contract: the planner only reads finalized state and submits `DnsPlan` transactions built
 //! by the ledger's own planner step (`cairn_ledger::dns::next_plan`). Whether a plan takes
@@ -8,7 +8,7 @@
 //! Limits: at most one plan in flight per managed name per planner; polls every
 //! [`PLANNER_POLL_MS`].
 
-use crate::{Nonces, Shared, TxStatus};
+use cairn_chain::{Nonces, Shared, TxStatus};
 use cairn_ledger::{
     dns::{next_plan, MIN_PLAN_INTERVAL_BLOCKS},
     registry,
