@@ -3,7 +3,8 @@
 //! What it is: the s3s 0.14 service ([`s3::Gateway`]) with its key store and access hooks
 //! ([`keys`]), over the streaming, erasure-coded upload pipeline and the verified, hedged
 //! download pipeline ([`pipeline`]). It is generic over [`s3::Ledger`] (finalized state and
-//! transaction commit) and [`pipeline::FragmentTransport`], so it runs against real nodes or,
+//! transaction commit) and [`FragmentTransport`] (the fragment protocol's contract, defined in
+//! `cairn_storage::protocol` and re-exported here), so it runs against real nodes or,
 //! in tests, an in-process ledger and in-memory fragments (`tests/s3_handlers` drives every
 //! operation group through the s3s service, SigV4 included).
 //!

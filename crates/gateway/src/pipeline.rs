@@ -25,38 +25,15 @@ use cairn_ledger::{
     objects::{Segment, MAX_MANIFEST_SEGMENTS, MAX_SEGMENT_SIZE_BYTES},
     Hash, NodeId,
 };
+pub use cairn_storage::protocol::{FragmentTransport, TransportError};
 use cairn_storage::{erasure, merkle, Coding, CodingError};
 use futures::{
     future::Either,
     stream::{FuturesOrdered, FuturesUnordered},
     Stream, StreamExt,
 };
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 use thiserror::Error;
-
-/// Moves fragments to and from storage nodes; `put` returns once the fragment is durable.
-pub trait FragmentTransport: Send + Sync {
-    /// Stores `data` (whose Merkle root is `root`) on `node`.
-    fn put(
-        &self,
-        node: NodeId,
-        root: Hash,
-        data: Bytes,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// Fetches the fragment `root` from `node` (unverified: the pipeline verifies).
-    fn get(
-        &self,
-        node: NodeId,
-        root: Hash,
-    ) -> impl Future<Output = Result<Bytes, TransportError>> + Send;
-    /// Resolves after `ms` milliseconds: a read sends its hedged requests when it fires, an
-    /// upload stops waiting for late pushes. The default resolves at once (hedged requests go
-    /// out with the first k; uploads keep only the pushes already done at quorum).
-    fn hedge_delay(&self, ms: u64) -> impl Future<Output = ()> + Send {
-        let _ = ms;
-        async {}
-    }
-}
 
 /// How long a segment read waits for its first k fragments before hedging with more.
 pub const HEDGE_AFTER_MS: u64 = 100;
@@ -67,11 +44,6 @@ pub const UPLOAD_GRACE_MS: u64 = 100;
 /// healthy stragglers on a loaded machine still land while a blackholed node costs a bounded
 /// delay (below the transport timeout).
 pub const UPLOAD_GRACE_MAX_MS: u64 = 5_000;
-
-/// A failed transfer to or from one node (the pipeline tolerates up to m of them).
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("fragment transfer failed: {0}")]
-pub struct TransportError(pub String);
 
 /// Upload parameters.
 #[derive(Clone, Copy, Debug)]

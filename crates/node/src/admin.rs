@@ -6,7 +6,7 @@
 //! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
 //! (Prometheus text). Connections, timeouts and body rates are bounded by `crate::conn`.
-//! Fragments are not served here but on the node's own fragment listener (`crate::fragments`).
+//! Fragments are not served here but on the node's own fragment listener (`cairn_storage::server`).
 
 use crate::{
     api,

@@ -355,7 +355,7 @@ pub fn main() -> ExitCode {
             root,
             content_length,
             time_ms,
-        } => fragment_client::sign_cli(&key, &method, &target, &root, content_length, time_ms),
+        } => fragment_sign(&key, &method, &target, &root, content_length, time_ms),
         Command::Dns {
             endpoint,
             key,
@@ -610,6 +610,49 @@ fn keygen() -> Result<(), String> {
     let key = private_key(&hex(&seed)).ok_or("generated key rejected")?;
     println!("private_key = \"{}\"", hex(&seed));
     println!("public_key  = \"{}\"", hex(&node_id(&key)));
+    Ok(())
+}
+
+/// `cairn fragment-sign` (hidden, for tests and operators debugging access): prints the
+/// protocol headers of one signed request as a JSON object.
+fn fragment_sign(
+    key_file: &std::path::Path,
+    method: &str,
+    target: &str,
+    root: &str,
+    content_length: u64,
+    time_ms: Option<u64>,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(key_file)
+        .map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
+    let key = config::hex32(&text)
+        .map(|b| ed25519_dalek::SigningKey::from_bytes(&b))
+        .ok_or_else(|| {
+            format!(
+                "{}: expected a 64-hex-character private key",
+                key_file.display()
+            )
+        })?;
+    let method = method.to_ascii_uppercase();
+    if method != "PUT" && method != "GET" {
+        return Err("--method must be PUT or GET".into());
+    }
+    let target = config::hex32(target).ok_or("--target must be a 64-hex-character node id")?;
+    let root = config::hex32(root).ok_or("--root must be 64 hex characters")?;
+    let ticket = cairn_storage::auth::Ticket {
+        method,
+        target,
+        root,
+        content_length,
+        time_ms: time_ms.unwrap_or_else(cairn_storage::server::now_ms),
+        nonce: cairn_storage::auth::fresh_nonce(),
+    };
+    let headers: serde_json::Map<String, serde_json::Value> =
+        cairn_storage::auth::sign(&key, &ticket)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), serde_json::Value::String(v)))
+            .collect();
+    println!("{}", serde_json::Value::Object(headers));
     Ok(())
 }
 

@@ -22,13 +22,9 @@ pub mod bench_storage;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod conn;
 pub mod devnet;
 pub mod dns;
 pub mod dnscli;
-pub mod fragment_auth;
-pub mod fragment_client;
-pub mod fragments;
 pub mod heartbeat;
 pub mod net;
 pub mod objects;
@@ -38,3 +34,6 @@ pub mod s3;
 pub mod s3client;
 pub mod supervisor;
 pub mod tasks;
+
+/// HTTP connection hygiene of the admin and S3 listeners; it lives with the fragment server.
+pub use cairn_storage::conn;

@@ -147,7 +147,7 @@ pub async fn start_node(
     }
     let storage = entry.roles.iter().any(|r| r == "storage");
     let fragment_listener = match (storage, cfg.file.fragment_listen) {
-        (true, Some(addr)) => Some(crate::fragments::bind(addr).await.map_err(|source| {
+        (true, Some(addr)) => Some(cairn_storage::server::bind(addr).await.map_err(|source| {
             RunError::PortTaken {
                 what: "fragment",
                 addr,
@@ -231,18 +231,18 @@ pub async fn start_node(
                 source: std::io::Error::other(e.to_string()),
             })?;
         let shared = node.shared.clone();
-        let server = crate::fragments::FragmentServer::new(
+        let server = cairn_storage::server::FragmentServer::new(
             id,
             store,
             Box::new(move |method, requester| {
-                shared.with_state(|s| crate::fragment_auth::authorize(s, method, requester))
+                shared.with_state(|s| cairn_storage::auth::authorize(s, method, requester))
             }),
-            crate::fragments::Limits::default(),
+            cairn_storage::server::Limits::default(),
         );
         tasks.start(serving(
             "fragments",
             true,
-            crate::fragments::serve(listener, Arc::new(server)),
+            cairn_storage::server::serve(listener, Arc::new(server)),
         ));
     }
     let dns_stats = Arc::new(std::sync::OnceLock::new());

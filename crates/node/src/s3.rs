@@ -1,13 +1,13 @@
 //! The node's S3 endpoint: the gateway crate's s3s service over this node's finalized state,
 //! mempool and fragment transport, on its own hyper listener.
 
-use crate::fragment_client::{fragment_address, HttpTransport};
 use cairn_chain::{engine::BlockReader, Nonces, Shared, SubmitError, TxStatus};
 use cairn_gateway::{
     keys::{Access, Auth, KeyStore},
     s3::{CommitError, Gateway, GatewayConfig, Ledger, VirtualHosts},
 };
 use cairn_ledger::{AccountId, State, Tx, TxKind};
+use cairn_storage::client::{fragment_address, HttpTransport};
 use ed25519_dalek::SigningKey;
 use s3s::service::S3ServiceBuilder;
 use serde::Deserialize;

@@ -12,7 +12,7 @@
 //! hex), `x-cairn-time-ms`, `x-cairn-nonce` (32 hex) and `x-cairn-signature` (128 hex); the
 //! content length is the request's own `Content-Length` (0 for a GET). So a ticket is bound to
 //! the method, the node it was issued for, the fragment, and the body: the root *is* the body's
-//! content hash (its Merkle root, `cairn_storage::merkle::root_of`), which the store checks
+//! content hash (its Merkle root, [`crate::merkle::root_of`]), which the store checks
 //! before it writes a byte, and the length is signed too.
 //!
 //! A server accepts a ticket only if, in this order: the target is itself
@@ -126,7 +126,7 @@ pub fn signing_message(t: &Ticket) -> Vec<u8> {
 
 /// Signs a ticket; returns the header (name, value) pairs to send with it.
 pub fn sign(key: &SigningKey, t: &Ticket) -> Vec<(&'static str, String)> {
-    use crate::config::hex;
+    use crate::protocol::hex;
     let sig = key.sign(&signing_message(t));
     vec![
         (header::NODE, hex(&key.verifying_key().to_bytes())),
@@ -252,7 +252,7 @@ pub fn parse(
     root: Hash,
     content_length: u64,
 ) -> Result<Presented, AuthError> {
-    use crate::config::unhex;
+    use crate::protocol::unhex;
     let get = |name: &'static str| -> Result<&str, AuthError> {
         let v = headers.get(name).ok_or(AuthError::MissingHeader(name))?;
         v.to_str().map_err(|_| AuthError::MalformedHeader(name))
@@ -318,7 +318,7 @@ pub fn verify(
     let t = &p.ticket;
     if t.target != *me {
         return Err(AuthError::WrongTarget {
-            target: crate::config::hex(&t.target[..4]),
+            target: crate::protocol::hex(&t.target[..4]),
         });
     }
     if t.time_ms.saturating_add(MAX_REQUEST_AGE_MS) < now_ms {

@@ -1,13 +1,13 @@
 //! The fragment listener of a storage node: `PUT /fragments/{root}` and
 //! `GET /fragments/{root}` on its own port (`fragment_listen` in `node.toml`, advertised as
 //! `addresses[3]` of the node's ledger record), separate from the admin API. The client side
-//! is [`crate::fragment_client::HttpTransport`].
+//! is [`crate::client::HttpTransport`].
 //!
 //! Access by role: every request carries a ticket signed by the requesting node (see
-//! [`crate::fragment_auth`] for the signed message and headers). Only gateway nodes may PUT
+//! [`crate::auth`] for the signed message and headers). Only gateway nodes may PUT
 //! (for a ticket naming this node, the root and the body length) or GET; tickets are fresh for
-//! [`crate::fragment_auth::MAX_REQUEST_AGE_MS`] and single-use (replay cache of at most
-//! [`crate::fragment_auth::MAX_REPLAY_ENTRIES`] entries).
+//! [`crate::auth::MAX_REQUEST_AGE_MS`] and single-use (replay cache of at most
+//! [`crate::auth::MAX_REPLAY_ENTRIES`] entries).
 //!
 //! Bounded resources, checked in this order, all before a body byte is read:
 //! * at most [`MAX_CONNECTIONS`] connections, [`MAX_CONNECTIONS_PER_IP`] from one source IP
@@ -30,12 +30,13 @@
 //! Errors are JSON `{"error": CODE, "message": ...}` with the status of [`FragmentError`].
 
 use crate::{
-    config::unhex,
-    fragment_auth::{self, AuthError, Presented, ReplayCache, RequesterKind},
+    auth::{self, AuthError, Presented, ReplayCache, RequesterKind},
+    protocol::unhex,
+    store::MAX_FRAGMENT_SIZE_BYTES,
+    FragmentStore, StoreError,
 };
 use bytes::{Bytes, BytesMut};
 use cairn_ledger::{Hash, NodeId};
-use cairn_storage::{store::MAX_FRAGMENT_SIZE_BYTES, FragmentStore, StoreError};
 use http_body_util::BodyExt;
 use hyper::{
     body::{Body, Frame, Incoming, SizeHint},
@@ -82,7 +83,7 @@ pub struct Limits {
     pub body_timeout_base_ms: u64,
     /// See [`MIN_BODY_RATE_BYTES_PER_S`].
     pub min_body_rate_bytes_per_s: u64,
-    /// See [`crate::fragment_auth::MAX_REPLAY_ENTRIES`].
+    /// See [`crate::auth::MAX_REPLAY_ENTRIES`].
     pub max_replay_entries: usize,
 }
 
@@ -93,7 +94,7 @@ impl Default for Limits {
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS,
             body_timeout_base_ms: BODY_TIMEOUT_BASE_MS,
             min_body_rate_bytes_per_s: MIN_BODY_RATE_BYTES_PER_S,
-            max_replay_entries: fragment_auth::MAX_REPLAY_ENTRIES,
+            max_replay_entries: auth::MAX_REPLAY_ENTRIES,
         }
     }
 }
@@ -225,7 +226,7 @@ impl Body for FragBody {
     }
 }
 
-/// Checks a requester's role against finalized state (see [`fragment_auth::authorize`]).
+/// Checks a requester's role against finalized state (see [`auth::authorize`]).
 pub type Authorizer = Box<dyn Fn(&str, &NodeId) -> Result<RequesterKind, AuthError> + Send + Sync>;
 
 /// One storage node's fragment server.
@@ -240,7 +241,7 @@ pub struct FragmentServer {
 
 impl FragmentServer {
     /// A server for node `me` over `store`, checking roles with `authorize` (in a node:
-    /// [`fragment_auth::authorize`] on the current finalized state).
+    /// [`auth::authorize`] on the current finalized state).
     pub fn new(me: NodeId, store: FragmentStore, authorize: Authorizer, limits: Limits) -> Self {
         Self {
             me,
@@ -273,8 +274,8 @@ impl FragmentServer {
         root: Hash,
         len: u64,
     ) -> Result<RequesterKind, AuthError> {
-        let presented: Presented = fragment_auth::parse(headers, method, root, len)?;
-        fragment_auth::verify(
+        let presented: Presented = auth::parse(headers, method, root, len)?;
+        auth::verify(
             &presented,
             &self.me,
             now_ms(),
@@ -453,5 +454,5 @@ pub async fn serve(listener: TcpListener, server: Arc<FragmentServer>) {
 }
 
 #[cfg(test)]
-#[path = "fragments_tests.rs"]
+#[path = "server_tests.rs"]
 mod tests;

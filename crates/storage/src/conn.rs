@@ -1,7 +1,8 @@
-//! Connection hygiene for the node's HTTP listeners (S3 and admin): connection caps globally
-//! and per source IP ([`Gate`], which closes the longest-idle connection when full), a head
-//! timeout that is also the keep-alive idle timeout, a head size limit checked per header too,
-//! a minimum request-body rate ([`RateGuard`]) and a response-send stall timeout.
+//! Connection hygiene for Cairn's HTTP/1 listeners (the fragment listener here; S3 and admin
+//! in the node): connection caps globally and per source IP ([`Gate`], which closes the
+//! longest-idle connection when full), a head timeout that is also the keep-alive idle timeout,
+//! a head size limit checked per header too, a minimum request-body rate ([`RateGuard`]) and a
+//! response-send stall timeout.
 
 use bytes::Bytes;
 use cairn_dns::gate::Sending;

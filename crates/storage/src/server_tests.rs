@@ -3,11 +3,10 @@
 
 use super::*;
 use crate::{
-    config::hex,
-    fragment_auth::{sign, Ticket, MAX_REQUEST_AGE_MS},
-    fragment_client::HttpTransport,
+    auth::{sign, Ticket, MAX_REQUEST_AGE_MS},
+    client::HttpTransport,
+    protocol::{hex, FragmentTransport},
 };
-use cairn_gateway::FragmentTransport;
 use cairn_ledger::State;
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +21,7 @@ fn id(seed: u8) -> NodeId {
 
 /// Key 1: gateway; key 2: storage only (the server); key 3: cache.
 fn state() -> State {
-    crate::fragment_auth::test_state()
+    crate::auth::test_state()
 }
 
 struct Server {
@@ -47,7 +46,7 @@ async fn server(limits: Limits) -> Server {
     let srv = FragmentServer::new(
         id(2),
         store,
-        Box::new(move |m, r| fragment_auth::authorize(&state, m, r)),
+        Box::new(move |m, r| auth::authorize(&state, m, r)),
         limits,
     );
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -77,7 +76,7 @@ fn signed_head(signer: u8, method: &str, root: Hash, len: u64, time_ms: u64) -> 
         root,
         content_length: len,
         time_ms,
-        nonce: fragment_auth::fresh_nonce(),
+        nonce: auth::fresh_nonce(),
     };
     let mut head = format!(
         "{method} /fragments/{} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {len}\r\n",
@@ -103,7 +102,7 @@ fn small_limits() -> Limits {
 async fn gateway_round_trips_and_other_roles_are_refused() {
     let srv = server(Limits::default()).await;
     let data = Bytes::from(vec![5u8; 70_000]);
-    let root = cairn_storage::merkle::root_of(&data);
+    let root = crate::merkle::root_of(&data);
     let gw = transport(1, srv.addr);
     gw.put(id(2), root, data.clone()).await.unwrap();
     assert_eq!(gw.get(id(2), root).await.unwrap(), data);
@@ -114,7 +113,7 @@ async fn gateway_round_trips_and_other_roles_are_refused() {
         assert!(e.contains("403") && e.contains("AccessDenied"), "{e}");
         let junk = Bytes::from(vec![9u8; 1000]);
         let e = t
-            .put(id(2), cairn_storage::merkle::root_of(&junk), junk)
+            .put(id(2), crate::merkle::root_of(&junk), junk)
             .await
             .unwrap_err()
             .0;
@@ -129,7 +128,7 @@ async fn gateway_round_trips_and_other_roles_are_refused() {
 async fn replayed_stale_and_mismatched_requests_are_refused() {
     let srv = server(Limits::default()).await;
     let data = vec![6u8; 1_000];
-    let root = cairn_storage::merkle::root_of(&data);
+    let root = crate::merkle::root_of(&data);
     let head = signed_head(1, "PUT", root, 1_000, now_ms());
     assert!(raw(srv.addr, &head, &data)
         .await
@@ -205,7 +204,7 @@ async fn in_flight_body_bytes_are_capped_before_reading() {
     // A gateway starts an 80,000-byte upload and stalls after 10 bytes: its 80,000 bytes stay
     // reserved.
     let data = vec![1u8; 80_000];
-    let root = cairn_storage::merkle::root_of(&data);
+    let root = crate::merkle::root_of(&data);
     let mut slow = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
     slow.write_all(signed_head(1, "PUT", root, 80_000, now_ms()).as_bytes())
         .await
@@ -228,7 +227,7 @@ async fn in_flight_body_bytes_are_capped_before_reading() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     // Small requests still fit.
     let small = vec![2u8; 1_000];
-    let sroot = cairn_storage::merkle::root_of(&small);
+    let sroot = crate::merkle::root_of(&small);
     let r = raw(
         srv.addr,
         &signed_head(1, "PUT", sroot, 1_000, now_ms()),
@@ -255,7 +254,7 @@ async fn slow_bodies_and_idle_connections_time_out() {
     let srv = server(small_limits()).await;
     // Body deadline: 300 ms base; the client sends half the body and stalls.
     let data = vec![3u8; 1_000];
-    let root = cairn_storage::merkle::root_of(&data);
+    let root = crate::merkle::root_of(&data);
     let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
     s.write_all(signed_head(1, "PUT", root, 1_000, now_ms()).as_bytes())
         .await
@@ -333,7 +332,7 @@ async fn transport_follows_the_address_book_per_request() {
     let view = book.clone();
     let t = HttpTransport::new(key(1), Arc::new(move |_| *view.lock().unwrap()), 5_000);
     let data = Bytes::from(vec![8u8; 2_000]);
-    let root = cairn_storage::merkle::root_of(&data);
+    let root = crate::merkle::root_of(&data);
     let e = t.put(id(2), root, data.clone()).await.unwrap_err().0;
     assert!(e.contains("no fragment address"), "{e}");
     *book.lock().unwrap() = Some(srv.addr);
@@ -353,7 +352,7 @@ async fn idle_sockets_beyond_the_caps_do_not_lock_out_a_gateway() {
         idle.push(tokio::net::TcpStream::connect(srv.addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let root = cairn_storage::merkle::root_of(b"absent");
+    let root = crate::merkle::root_of(b"absent");
     let t0 = std::time::Instant::now();
     let r = raw(srv.addr, &signed_head(1, "GET", root, 0, now_ms()), b"").await;
     assert!(
@@ -390,7 +389,7 @@ async fn concurrent_32_mib_pushes_keep_rss_under_the_budget() {
     const PUSHES: usize = 32;
     let len = MAX_FRAGMENT_SIZE_BYTES;
     let data = Bytes::from(vec![7u8; len]);
-    let root = cairn_storage::merkle::root_of(&data);
+    let root = crate::merkle::root_of(&data);
     let srv = server(Limits::default()).await;
     let baseline = rss_bytes();
     assert!(baseline > 0, "no VmRSS in /proc/self/status");

@@ -1,6 +1,6 @@
 //! Client side of the fragment protocol: [`HttpTransport`] pushes and fetches fragments for the
 //! gateway pipeline, signing a fresh single-use ticket per request (see
-//! [`crate::fragment_auth`]) that names the receiving node.
+//! [`crate::auth`]) that names the receiving node.
 //!
 //! Addresses: a node's fragment listener is the `registry::Service::Fragments` address of its
 //! ledger record (after p2p, admin API and S3, the last a placeholder repeating the admin
@@ -14,14 +14,13 @@
 //! per-request timeout, and up to [`MAX_ATTEMPTS`] tries on 503 (a busy node) within it.
 
 use crate::{
-    config::hex,
-    fragment_auth::{self, Ticket},
-    fragments::{now_ms, HEADER_READ_TIMEOUT_MS},
+    auth::{self, Ticket},
+    protocol::{hex, FragmentTransport, TransportError},
+    server::{now_ms, HEADER_READ_TIMEOUT_MS},
+    store::MAX_FRAGMENT_SIZE_BYTES,
 };
 use bytes::Bytes;
-use cairn_gateway::{FragmentTransport, TransportError};
 use cairn_ledger::{Hash, NodeId, NodeRecord};
-use cairn_storage::store::MAX_FRAGMENT_SIZE_BYTES;
 use ed25519_dalek::SigningKey;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, StatusCode};
@@ -139,13 +138,13 @@ impl HttpTransport {
             root,
             content_length: body.len() as u64,
             time_ms: now_ms(),
-            nonce: fragment_auth::fresh_nonce(),
+            nonce: auth::fresh_nonce(),
         };
         let mut req = Request::builder()
             .method(method)
             .uri(format!("/fragments/{}", hex(&root)))
             .header("host", addr.to_string());
-        for (name, value) in fragment_auth::sign(&self.key, &ticket) {
+        for (name, value) in auth::sign(&self.key, &ticket) {
             req = req.header(name, value);
         }
         let req = req
@@ -219,47 +218,4 @@ impl FragmentTransport for HttpTransport {
     async fn hedge_delay(&self, ms: u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-}
-
-/// `cairn fragment-sign` (hidden, for tests and operators debugging access): prints the
-/// protocol headers of one signed request as a JSON object.
-pub fn sign_cli(
-    key_file: &std::path::Path,
-    method: &str,
-    target: &str,
-    root: &str,
-    content_length: u64,
-    time_ms: Option<u64>,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(key_file)
-        .map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
-    let key = crate::config::hex32(&text)
-        .map(|b| SigningKey::from_bytes(&b))
-        .ok_or_else(|| {
-            format!(
-                "{}: expected a 64-hex-character private key",
-                key_file.display()
-            )
-        })?;
-    let method = method.to_ascii_uppercase();
-    if method != "PUT" && method != "GET" {
-        return Err("--method must be PUT or GET".into());
-    }
-    let target =
-        crate::config::hex32(target).ok_or("--target must be a 64-hex-character node id")?;
-    let root = crate::config::hex32(root).ok_or("--root must be 64 hex characters")?;
-    let ticket = Ticket {
-        method,
-        target,
-        root,
-        content_length,
-        time_ms: time_ms.unwrap_or_else(now_ms),
-        nonce: fragment_auth::fresh_nonce(),
-    };
-    let headers: serde_json::Map<String, serde_json::Value> = fragment_auth::sign(&key, &ticket)
-        .into_iter()
-        .map(|(n, v)| (n.to_string(), serde_json::Value::String(v)))
-        .collect();
-    println!("{}", serde_json::Value::Object(headers));
-    Ok(())
 }

@@ -1,0 +1,56 @@
+//! The fragment protocol's contract: [`FragmentTransport`] (what the gateway pipeline needs
+//! from any way of moving fragments) and its error, [`TransportError`]. The HTTP
+//! implementation is [`crate::client::HttpTransport`]; the server side is [`crate::server`].
+
+use bytes::Bytes;
+use cairn_ledger::{Hash, NodeId};
+use std::future::Future;
+use thiserror::Error;
+
+/// Moves fragments to and from storage nodes; `put` returns once the fragment is durable.
+pub trait FragmentTransport: Send + Sync {
+    /// Stores `data` (whose Merkle root is `root`) on `node`.
+    fn put(
+        &self,
+        node: NodeId,
+        root: Hash,
+        data: Bytes,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Fetches the fragment `root` from `node` (unverified: the pipeline verifies).
+    fn get(
+        &self,
+        node: NodeId,
+        root: Hash,
+    ) -> impl Future<Output = Result<Bytes, TransportError>> + Send;
+    /// Resolves after `ms` milliseconds: a read sends its hedged requests when it fires, an
+    /// upload stops waiting for late pushes. The default resolves at once (hedged requests go
+    /// out with the first k; uploads keep only the pushes already done at quorum).
+    fn hedge_delay(&self, ms: u64) -> impl Future<Output = ()> + Send {
+        let _ = ms;
+        async {}
+    }
+}
+
+/// A failed transfer to or from one node (the pipeline tolerates up to m of them).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("fragment transfer failed: {0}")]
+pub struct TransportError(pub String);
+
+/// Lower-case hex of `bytes` (ids and roots in headers, paths and messages).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses exactly `2 * N` hex characters.
+pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let hi = (chunk[0] as char).to_digit(16)?;
+        let lo = (chunk[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
