@@ -216,24 +216,7 @@ pub fn hex32(s: &str) -> Option<[u8; 32]> {
     unhex(s.trim())
 }
 
-/// Parses exactly `2 * N` hex characters.
-pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (chunk[0] as char).to_digit(16)?;
-        let lo = (chunk[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use cairn_storage::protocol::{hex, unhex};
 
 /// Parses a hex private key.
 pub fn private_key(s: &str) -> Option<ed25519::PrivateKey> {

@@ -37,20 +37,14 @@ pub trait FragmentTransport: Send + Sync {
 pub struct TransportError(pub String);
 
 /// Lower-case hex of `bytes` (ids and roots in headers, paths and messages).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+pub fn hex(bytes: &[u8]) -> String {
+    const_hex::encode(bytes)
 }
 
-/// Parses exactly `2 * N` hex characters.
-pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+/// Parses exactly `2 * N` hex characters (no `0x` prefix).
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; N];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (chunk[0] as char).to_digit(16)?;
-        let lo = (chunk[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
+    const_hex::decode_to_array(s).ok()
 }
