@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod commit;
 pub mod error;
 pub mod keys;
 pub mod pipeline;

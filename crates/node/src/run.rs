@@ -275,7 +275,7 @@ pub async fn start_node(
                     addr: s3cfg.listen,
                     source,
                 })?;
-        let ledger = Arc::new(crate::s3::NodeLedger::new(
+        let ledger = Arc::new(cairn_gateway::commit::ChainLedger::new(
             node.shared.clone(),
             node.blocks.clone(),
             account_key(&cfg.key),

@@ -416,7 +416,10 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
     if STOP.load(Ordering::SeqCst) {
         return Ok(());
     }
-    authorize_gateways(&admin, configs)?;
+    let authorized_at = authorize_gateways(&admin, configs)?;
+    // Every node serves S3 from its own finalized state: wait until each has applied the
+    // authorizations, or the first request to a lagging node is refused (AccessDenied).
+    wait_all_at(net, authorized_at)?;
     ensure_devnet_zone(&admin)?;
     let (access, secret) = devnet::s3_credentials();
     let s3 = net
@@ -553,8 +556,28 @@ fn ensure_devnet_zone(admin: &str) -> Result<(), String> {
     crate::dnscli::manage_as(admin, &key, zone, &format!("s3.{zone}"), 30)
 }
 
-/// Lets every gateway node act for the devnet admin account (idempotent).
-fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String> {
+/// Waits until every node has applied `height` (bounded by [`READY_TIMEOUT_MS`]).
+fn wait_all_at(net: &Devnet, height: u64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+    for n in &net.nodes {
+        while client::get::<crate::api::Status>(&n.admin, "/status")
+            .map_or(true, |s| s.height < height)
+        {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not reach height {height} within {READY_TIMEOUT_MS} ms",
+                    n.name
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Lets every gateway node act for the devnet admin account (idempotent); returns the height
+/// by which all the authorizations are finalized.
+fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<u64, String> {
     let key = devnet::admin_key();
     let signer = node_id(&key);
     let first_nonce = client::next_nonce(admin, &signer)?;
@@ -582,13 +605,17 @@ fn authorize_gateways(admin: &str, configs: &[NodeConfig]) -> Result<(), String>
             client::post_tx(admin, &tx).map_err(|e| format!("authorizing gateways failed: {e}"))?,
         );
     }
+    let mut last = 0;
     for h in hashes {
         let status = client::wait_finalized(admin, &h, READY_TIMEOUT_MS)?;
         if let Some(reason) = status.rejection() {
             return Err(format!("AuthorizeGateway rejected: {reason}"));
         }
+        if let crate::api::TxState::Finalized { height, .. } = status {
+            last = last.max(height);
+        }
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Creates a bucket, PUTs 1 MiB, GETs it back and compares (the real S3 and storage path).
