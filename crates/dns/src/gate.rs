@@ -1,5 +1,6 @@
 //! A connection gate shared by every Cairn TCP listener (DNS here, S3 and admin in the node):
-//! a cap on open connections per listener and per source IP.
+//! a cap on open connections per listener and per source IP; and [`bind_listener`], the one
+//! way every such listener is bound.
 //!
 //! Why eviction instead of a plain semaphore: on one machine (the devnet, a NAT) attackers and
 //! honest clients share a source IP, so a per-IP cap alone would lock both out. A connection
@@ -17,6 +18,35 @@ use std::{
     time::Instant,
 };
 use tokio::sync::Notify;
+
+/// Pending connections the kernel queues per listener before `accept`.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a TCP listener for `what` (named in the error) with `TCP_NODELAY` set, which Linux
+/// copies to every accepted connection: without it Nagle's algorithm holds back small
+/// responses by 40 ms or more. Must run inside a tokio runtime.
+pub fn bind_listener(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let bind = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bind().map_err(|e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind {what} on {addr}: {e} (is another process using this port?)"),
+        )
+    })
+}
 
 fn ms_since(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)

@@ -121,19 +121,9 @@ impl RequestHandler for Handler {
     }
 }
 
-/// Binds the TCP listener with `TCP_NODELAY` set. Linux copies it to every accepted
-/// connection, which matters because hickory accepts them itself and sets nothing: without it
-/// Nagle's algorithm holds back the second message of a zone transfer or of pipelined answers.
+/// Binds the DNS-over-TCP listener (see [`crate::gate::bind_listener`]).
 pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    crate::gate::bind_listener(addr, "DNS over TCP")
 }
 
 /// A hickory server over the same snapshot, with no listener (for the benchmark's hickory UDP

@@ -211,7 +211,7 @@ async fn store_segment<T: FragmentTransport>(
         })
         .collect();
     let mut stored_mask = 0u64;
-    let started = std::time::Instant::now();
+    let started_ms = transport.now_ms();
     while !cfg.quorum_met(stored_mask) {
         let Some((i, result)) = pushes.next().await else {
             break;
@@ -222,7 +222,7 @@ async fn store_segment<T: FragmentTransport>(
     }
     if cfg.quorum_met(stored_mask) && !pushes.is_empty() {
         // Late pushes get a bounded grace; those still running are dropped (left for repair).
-        let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let took_ms = transport.now_ms().saturating_sub(started_ms);
         let grace_ms = took_ms
             .saturating_mul(2)
             .clamp(UPLOAD_GRACE_MS, UPLOAD_GRACE_MAX_MS);
@@ -480,7 +480,7 @@ mod tests {
     use std::{
         collections::{HashMap, HashSet},
         sync::{
-            atomic::{AtomicUsize, Ordering},
+            atomic::{AtomicU64, AtomicUsize, Ordering},
             Mutex,
         },
     };
@@ -494,6 +494,11 @@ mod tests {
         stuck: Mutex<HashSet<NodeId>>,
         gets: AtomicUsize,
         dirs: Vec<tempfile::TempDir>,
+        /// The transport's clock (ms); each completed push advances it by `push_cost_ms`.
+        clock_ms: AtomicU64,
+        push_cost_ms: AtomicU64,
+        /// Every delay the pipeline asked for.
+        delays_ms: Mutex<Vec<u64>>,
     }
 
     impl Local {
@@ -510,6 +515,9 @@ mod tests {
                 down: Mutex::default(),
                 stuck: Mutex::default(),
                 gets: AtomicUsize::new(0),
+                clock_ms: AtomicU64::new(0),
+                push_cost_ms: AtomicU64::new(0),
+                delays_ms: Mutex::default(),
                 dirs,
             }
         }
@@ -540,6 +548,8 @@ mod tests {
             if self.down.lock().unwrap().contains(&node) {
                 return Err(TransportError("node down".into()));
             }
+            let cost = self.push_cost_ms.load(Ordering::SeqCst);
+            self.clock_ms.fetch_add(cost, Ordering::SeqCst);
             self.stores[&node]
                 .put(&root, &data)
                 .map_err(|e| TransportError(e.to_string()))
@@ -553,6 +563,12 @@ mod tests {
             std::fs::read(self.path(node[0], &root))
                 .map(Bytes::from)
                 .map_err(|e| TransportError(e.to_string()))
+        }
+        async fn hedge_delay(&self, ms: u64) {
+            self.delays_ms.lock().unwrap().push(ms);
+        }
+        fn now_ms(&self) -> u64 {
+            self.clock_ms.load(Ordering::SeqCst)
         }
     }
 
@@ -683,23 +699,39 @@ mod tests {
             .expect("upload still waiting on a blackholed node")
     }
 
-    #[test]
-    fn a_blackholed_node_costs_the_grace_not_the_upload() {
-        let t = Arc::new(Local::new(12));
+    /// Uploads `size` bytes while node 5 never completes a push; fails after 10 s.
+    fn upload_with_node_5_blackholed(t: &Arc<Local>, size: usize) -> Vec<Segment> {
         t.stuck.lock().unwrap().insert([5; 32]);
         let t2 = t.clone();
-        let segs = within_10s(move || {
+        within_10s(move || {
             block_on(upload(
                 &*t2,
                 &cfg(65_536),
                 &placement(),
-                body(&object(100_000), 10_000),
+                body(&object(size), 10_000),
             ))
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_blackholed_node_costs_the_grace_not_the_upload() {
+        let t = Arc::new(Local::new(12));
+        let segs = upload_with_node_5_blackholed(&t, 100_000);
         // Every segment records fragment 5 as missing (for repair) and all others stored.
         assert!(segs.iter().all(|s| s.stored_mask == 0xfff & !(1 << 5)));
         assert_eq!(read_all(&t, &segs, 0, 100_000).unwrap(), object(100_000));
+    }
+
+    #[test]
+    fn the_upload_grace_is_measured_on_the_transport_clock() {
+        // Each push takes 300 ms of transport time; fragment 5 never completes. The quorum
+        // (k + 2 = 6) is met after six pushes, 1,800 ms: the grace is twice that.
+        let t = Arc::new(Local::new(12));
+        t.push_cost_ms.store(300, Ordering::SeqCst);
+        let segs = upload_with_node_5_blackholed(&t, 1000);
+        assert_eq!(segs[0].stored_mask, 0xfff & !(1 << 5));
+        assert_eq!(*t.delays_ms.lock().unwrap(), vec![3_600]);
     }
 
     #[test]

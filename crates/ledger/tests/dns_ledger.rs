@@ -15,39 +15,14 @@ use ed25519_dalek::Signer;
 const ORIGIN: &str = "example.test";
 /// The health window in this file's blocks (block time is height × 1 s).
 const HEALTH_WINDOW_BLOCKS: u64 = registry::HEALTH_WINDOW_MS / 1_000;
-/// Four validator/gateway nodes, operated by accounts 10..=13, S3 on 127.0.1.1..=4.
-const VALIDATORS: [u8; 4] = [10, 11, 12, 13];
-
 fn gateway_ip(i: u8) -> Vec<u8> {
     vec![127, 0, 1, i]
 }
 
+/// Four validator/gateway nodes, operated by accounts 10..=13, S3 on 127.0.1.1..=4.
 fn genesis4() -> Genesis {
     let mut g = genesis();
-    for (n, op) in VALIDATORS.iter().enumerate() {
-        let k = key(*op);
-        g.accounts.push((id(&k), format!("v{n}")));
-        g.nodes.push((
-            id(&k),
-            NodeRecordInit {
-                operator: id(&k),
-                zone: "z1".into(),
-                roles: Roles {
-                    validator: true,
-                    storage: true,
-                    gateway: true,
-                    cache: false,
-                },
-                addresses: vec![
-                    "127.0.0.1:1".into(),
-                    "127.0.0.1:2".into(),
-                    format!("127.0.1.{}:9000", n + 1),
-                ],
-                capacity_bytes: 1,
-                stake: 1,
-            },
-        ));
-    }
+    push_validators(&mut g, true);
     g
 }
 

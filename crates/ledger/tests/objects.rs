@@ -2,10 +2,7 @@
 
 mod common;
 
-use cairn_ledger::{
-    objects::{Acl, ObjectManifest, Segment},
-    *,
-};
+use cairn_ledger::{objects::ObjectManifest, *};
 use common::*;
 
 const OWNER: u8 = ADMIN;
@@ -28,33 +25,7 @@ fn manifest(size: u64) -> ObjectManifest {
 
 /// A manifest written at request time `modified_ms` (its write version).
 fn manifest_at(size: u64, modified_ms: u64) -> ObjectManifest {
-    ObjectManifest {
-        size_bytes: size,
-        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-        content_type: "application/octet-stream".into(),
-        modified_ms,
-        metadata: vec![],
-        placement: (0..12).map(storage_node).collect(),
-        segments: if size == 0 {
-            vec![]
-        } else {
-            vec![Segment {
-                len_bytes: size,
-                fragment_roots: (0..12u8).map(|i| [i; 32]).collect(),
-                stored_mask: 0x3f,
-            }]
-        },
-    }
-}
-
-fn create(owner: u8, bucket: &str) -> TxKind {
-    TxKind::CreateBucket {
-        owner: id(&key(owner)),
-        bucket: bucket.into(),
-        acl: Acl::Private,
-        data_shards: 4,
-        parity_shards: 8,
-    }
+    manifest_on(size, modified_ms, storage_placement())
 }
 
 fn put(owner: u8, bucket: &str, k: &str, m: ObjectManifest, if_absent: bool) -> TxKind {
@@ -96,7 +67,7 @@ fn bucket_lifecycle_and_gateway_authorization() {
     let mut s = setup();
     let owner = id(&key(OWNER));
     // A gateway cannot act for an owner who has not authorized it.
-    let r = block(&mut s, vec![tx(GATEWAY, 1, create(OWNER, "photos"))]);
+    let r = block(&mut s, vec![tx(GATEWAY, 1, create_bucket(OWNER, "photos"))]);
     assert_eq!(r, vec![Err(TxError::NotAuthorized)]);
     assert!(s.bucket("photos").is_none());
 
@@ -104,7 +75,7 @@ fn bucket_lifecycle_and_gateway_authorization() {
         &mut s,
         vec![
             tx(OWNER, 1, authorize(true)),
-            tx(GATEWAY, 2, create(OWNER, "photos")),
+            tx(GATEWAY, 2, create_bucket(OWNER, "photos")),
         ],
     );
     assert_eq!(r, vec![Ok(()), Ok(())]);
@@ -115,7 +86,7 @@ fn bucket_lifecycle_and_gateway_authorization() {
     let r = block(
         &mut s,
         vec![
-            tx(OWNER, 2, create(OWNER, "photos")),
+            tx(OWNER, 2, create_bucket(OWNER, "photos")),
             tx(
                 GATEWAY,
                 3,
@@ -136,7 +107,7 @@ fn bucket_lifecycle_and_gateway_authorization() {
         &mut s,
         vec![
             tx(OWNER, 3, authorize(false)),
-            tx(GATEWAY, 4, create(OWNER, "other")),
+            tx(GATEWAY, 4, create_bucket(OWNER, "other")),
         ],
     );
     assert_eq!(r, vec![Ok(()), Err(TxError::NotAuthorized)]);
@@ -145,7 +116,7 @@ fn bucket_lifecycle_and_gateway_authorization() {
 #[test]
 fn objects_account_usage_and_block_bucket_deletion() {
     let mut s = setup();
-    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "data"))]);
+    block(&mut s, vec![tx(OWNER, 1, create_bucket(OWNER, "data"))]);
     let size = 1_000_000u64;
     let per_node = objects::fragment_size_bytes(size, 4);
     let r = block(
@@ -230,7 +201,7 @@ fn objects_account_usage_and_block_bucket_deletion() {
 #[test]
 fn conditional_writes_race_exactly_one_wins() {
     let mut s = setup();
-    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "race"))]);
+    block(&mut s, vec![tx(OWNER, 1, create_bucket(OWNER, "race"))]);
     // Two If-None-Match: * writes of the same key, ordered into one block.
     let r = block(
         &mut s,
@@ -246,7 +217,7 @@ fn conditional_writes_race_exactly_one_wins() {
 #[test]
 fn placement_must_fit_bucket_and_registry() {
     let mut s = setup();
-    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "pics"))]);
+    block(&mut s, vec![tx(OWNER, 1, create_bucket(OWNER, "pics"))]);
     let mut short = manifest(10);
     short.placement.pop();
     short.segments[0].fragment_roots.pop();
@@ -282,7 +253,7 @@ fn placed_on(nodes: &[u8]) -> ObjectManifest {
 #[test]
 fn the_ledger_refuses_placements_that_one_zone_loss_would_break() {
     let mut s = setup();
-    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "pics"))]);
+    block(&mut s, vec![tx(OWNER, 1, create_bucket(OWNER, "pics"))]);
     // All 12 fragments on zone z0's four nodes: losing z0 loses the object.
     let one_zone = placed_on(&[0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9]);
     // 9 in z0 and 3 in z1: losing z0 leaves 3 < k = 4.
@@ -324,7 +295,7 @@ fn the_ledger_refuses_placements_that_one_zone_loss_would_break() {
 #[test]
 fn the_ledger_refuses_fragments_marked_stored_on_unhealthy_nodes() {
     let mut s = setup();
-    block(&mut s, vec![tx(OWNER, 1, create(OWNER, "pics"))]);
+    block(&mut s, vec![tx(OWNER, 1, create_bucket(OWNER, "pics"))]);
     // Blocks come every second; every storage node but node 0 heartbeats (operator OP).
     let window_blocks = registry::HEALTH_WINDOW_MS / 1_000;
     let mut nonce = 0;
@@ -365,7 +336,7 @@ fn the_ledger_refuses_fragments_marked_stored_on_unhealthy_nodes() {
 #[test]
 fn stateless_checks_and_persistence_round_trip() {
     // A bad bucket name or inconsistent manifest invalidates the transaction itself.
-    let bad = signed(OWNER, 1, create(OWNER, "Bad_Name"));
+    let bad = signed(OWNER, 1, create_bucket(OWNER, "Bad_Name"));
     assert!(matches!(
         SignedTx::decode_and_verify(&bad.encode()),
         Err(TxError::InvalidField {
@@ -389,7 +360,7 @@ fn stateless_checks_and_persistence_round_trip() {
     block(
         &mut s,
         vec![
-            tx(OWNER, 1, create(OWNER, "keep")),
+            tx(OWNER, 1, create_bucket(OWNER, "keep")),
             tx(OWNER, 2, authorize(true)),
             tx(OWNER, 3, put(OWNER, "keep", "x/y", manifest(77), false)),
         ],

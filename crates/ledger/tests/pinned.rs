@@ -8,7 +8,7 @@ mod common;
 
 use cairn_ledger::{
     dns::{Endpoint, Plan, RData, RecordSet},
-    objects::{Acl, ObjectManifest, Segment},
+    objects::ObjectManifest,
     zones::{override_message, ManagedRole},
     *,
 };
@@ -22,7 +22,6 @@ const PINNED_ROOT_HEX: &str = "3d1025e100984553354cf19e08985bbc7b86741957534e59b
 const PINNED_EVENTS_HEX: &str = "2a0a1c098a5f01390264a82dd25a1d033319fa3d6cddf7d1ff39f05d12109f0a";
 
 const GATEWAY: u8 = 7;
-const VALIDATORS: [u8; 4] = [10, 11, 12, 13];
 const ORIGIN: &str = "example.test";
 const NAME: &str = "s3.example.test";
 const T0_MS: u64 = 1_700_000_000_000;
@@ -31,33 +30,15 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn manifest_at(size: u64, modified_ms: u64) -> ObjectManifest {
+    assert!(size > 0, "the pinned script stores one segment per object");
+    manifest_on(size, modified_ms, storage_placement())
+}
+
 fn genesis_all() -> Genesis {
     let mut g = genesis();
     g.accounts.push((id(&key(GATEWAY)), "gateway".into()));
-    for (n, op) in VALIDATORS.iter().enumerate() {
-        let k = key(*op);
-        g.accounts.push((id(&k), format!("v{n}")));
-        g.nodes.push((
-            id(&k),
-            NodeRecordInit {
-                operator: id(&k),
-                zone: "z1".into(),
-                roles: Roles {
-                    validator: true,
-                    storage: false,
-                    gateway: true,
-                    cache: false,
-                },
-                addresses: vec![
-                    "127.0.0.1:1".into(),
-                    "127.0.0.1:2".into(),
-                    format!("127.0.1.{}:9000", n + 1),
-                ],
-                capacity_bytes: 1,
-                stake: 1,
-            },
-        ));
-    }
+    push_validators(&mut g, false);
     push_storage_nodes(&mut g, OP);
     g
 }
@@ -104,22 +85,6 @@ impl Script {
     }
 }
 
-fn manifest_at(size: u64, modified_ms: u64) -> ObjectManifest {
-    ObjectManifest {
-        size_bytes: size,
-        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-        content_type: "application/octet-stream".into(),
-        modified_ms,
-        metadata: vec![],
-        placement: (0..12).map(storage_node).collect(),
-        segments: vec![Segment {
-            len_bytes: size,
-            fragment_roots: (0..12u8).map(|i| [i; 32]).collect(),
-            stored_mask: 0x3f,
-        }],
-    }
-}
-
 fn put(bucket: &str, k: &str, m: ObjectManifest, if_absent: bool) -> TxKind {
     TxKind::PutObject {
         owner: id(&key(ADMIN)),
@@ -136,16 +101,6 @@ fn delete(bucket: &str, k: &str, request_ms: u64) -> TxKind {
         bucket: bucket.into(),
         key: k.into(),
         request_ms,
-    }
-}
-
-fn create(bucket: &str) -> TxKind {
-    TxKind::CreateBucket {
-        owner: id(&key(ADMIN)),
-        bucket: bucket.into(),
-        acl: Acl::Private,
-        data_shards: 4,
-        parity_shards: 8,
     }
 }
 
@@ -208,9 +163,9 @@ fn script() -> (State, [u8; 32], Vec<Event>) {
                 allowed: true,
             },
         ),
-        s.stx(ADMIN, create("bk1")),
-        s.stx(GATEWAY, create("bk2")),
-        s.stx(GATEWAY, create("bk1")),
+        s.stx(ADMIN, create_bucket(ADMIN, "bk1")),
+        s.stx(GATEWAY, create_bucket(ADMIN, "bk2")),
+        s.stx(GATEWAY, create_bucket(ADMIN, "bk1")),
         s.stx(ADMIN, cfg("k", "w", 1)),
         signed_until(ADMIN, 50, 1, cfg("late", "x", 0)),
     ];
@@ -395,7 +350,7 @@ fn script() -> (State, [u8; 32], Vec<Event>) {
                 allowed: false,
             },
         ),
-        s.stx(GATEWAY, create("bk3")),
+        s.stx(GATEWAY, create_bucket(ADMIN, "bk3")),
         s.stx(ADMIN, delete("bk1", "a", T0_MS + 20)),
     ];
     s.block(txs);

@@ -12,7 +12,7 @@ mod common;
 
 use cairn_ledger::{
     dns::{Endpoint, Plan},
-    objects::{Acl, ObjectManifest, Segment},
+    objects::ObjectManifest,
     placement::{candidates, place, FailureDomain},
     versions::{WriteVersion, TOMBSTONE_RETENTION_BLOCKS},
     zones::{endpoint_of, override_message, quorum, ManagedRole},
@@ -281,41 +281,6 @@ fn dns_override(plan: Plan, approvers: &[u8]) -> TxKind {
     }
 }
 
-fn create_bucket(bucket: &str) -> TxKind {
-    TxKind::CreateBucket {
-        owner: id(&key(ADMIN)),
-        bucket: bucket.into(),
-        acl: Acl::Private,
-        data_shards: 4,
-        parity_shards: 8,
-    }
-}
-
-fn manifest(size: u64, modified_ms: u64, placement: Vec<NodeId>) -> ObjectManifest {
-    let fragments = placement.len();
-    ObjectManifest {
-        size_bytes: size,
-        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-        content_type: "application/octet-stream".into(),
-        modified_ms,
-        metadata: vec![],
-        placement,
-        segments: if size == 0 {
-            vec![]
-        } else {
-            vec![Segment {
-                len_bytes: size,
-                fragment_roots: (0..fragments as u8).map(|i| [i; 32]).collect(),
-                stored_mask: 0x3f,
-            }]
-        },
-    }
-}
-
-fn honest_placement() -> Vec<NodeId> {
-    (0..12).map(storage_node).collect()
-}
-
 fn put(bucket: &str, k: &str, m: ObjectManifest) -> TxKind {
     TxKind::PutObject {
         owner: id(&key(ADMIN)),
@@ -508,11 +473,11 @@ fn a_pending_node_has_no_roles_and_no_capacity() {
         before
     );
     // A write naming it is refused.
-    assert_eq!(net.run(ADMIN, create_bucket("data")), Ok(()));
-    let mut placement = honest_placement();
+    assert_eq!(net.run(ADMIN, create_bucket(ADMIN, "data")), Ok(()));
+    let mut placement = storage_placement();
     placement[5] = pending;
     assert!(matches!(
-        net.run(ADMIN, put("data", "k", manifest(10, T0_MS, placement))),
+        net.run(ADMIN, put("data", "k", manifest_on(10, T0_MS, placement))),
         Err(TxError::InvalidPlacement { .. })
     ));
     assert!(net.state.object("data", "k").is_none());
@@ -567,7 +532,7 @@ fn a_sybil_of_self_registrations_changes_nothing() {
     assert_eq!(quorum(11), 8);
     net.bind_dns();
     net.advance(2);
-    assert_eq!(net.run(ADMIN, create_bucket("data")), Ok(()));
+    assert_eq!(net.run(ADMIN, create_bucket(ADMIN, "data")), Ok(()));
     let committee: Vec<NodeId> = net.state.committee().copied().collect();
     assert_eq!(committee.len(), 11);
     let before = (
@@ -639,10 +604,10 @@ fn a_sybil_of_self_registrations_changes_nothing() {
         net.state.committee().copied().collect::<Vec<_>>(),
         committee
     );
-    let mut placement = honest_placement();
+    let mut placement = storage_placement();
     placement[0] = node_id(40);
     assert!(matches!(
-        net.run(ADMIN, put("data", "k", manifest(10, T0_MS, placement))),
+        net.run(ADMIN, put("data", "k", manifest_on(10, T0_MS, placement))),
         Err(TxError::InvalidPlacement { .. })
     ));
     assert!(matches!(
@@ -957,24 +922,24 @@ const FROZEN_MS: u64 = 1_000;
 #[test]
 fn doubled_up_placement_is_checked_against_zone_loss() {
     let mut net = Net::new(0);
-    assert_eq!(net.run(ADMIN, create_bucket("data")), Ok(()));
-    let mut placement = honest_placement();
+    assert_eq!(net.run(ADMIN, create_bucket(ADMIN, "data")), Ok(()));
+    let mut placement = storage_placement();
     placement[11] = placement[0];
     let stx = net.stx(
         ADMIN,
-        put("data", "k", manifest(10, T0_MS, placement.clone())),
+        put("data", "k", manifest_on(10, T0_MS, placement.clone())),
     );
     assert!(
         SignedTx::decode_and_verify(&stx.encode()).is_ok(),
         "stateless: allowed"
     );
     assert_eq!(
-        net.run(ADMIN, put("data", "k", manifest(10, T0_MS, placement))),
+        net.run(ADMIN, put("data", "k", manifest_on(10, T0_MS, placement))),
         Ok(())
     );
-    let all_on_one = vec![honest_placement()[0]; 12];
+    let all_on_one = vec![storage_placement()[0]; 12];
     assert!(matches!(
-        net.run(ADMIN, put("data", "k2", manifest(10, T0_MS, all_on_one))),
+        net.run(ADMIN, put("data", "k2", manifest_on(10, T0_MS, all_on_one))),
         Err(TxError::InvalidPlacement { .. })
     ));
 }
@@ -1085,11 +1050,11 @@ fn tombstones_refuse_older_writes_then_are_pruned_after_retention() {
     let mut net = Net::new(0);
     let mut mirror = BTreeMap::new();
     absorb(&mut mirror, net.state.take_dirty());
-    assert_eq!(net.run(ADMIN, create_bucket("data")), Ok(()));
+    assert_eq!(net.run(ADMIN, create_bucket(ADMIN, "data")), Ok(()));
     assert_eq!(
         net.run(
             ADMIN,
-            put("data", "k", manifest(10, T0_MS, honest_placement()))
+            put("data", "k", manifest_on(10, T0_MS, storage_placement()))
         ),
         Ok(())
     );
@@ -1100,7 +1065,7 @@ fn tombstones_refuse_older_writes_then_are_pruned_after_retention() {
         ADMIN,
         100,
         signed_at + MAX_TX_VALIDITY_BLOCKS,
-        put("data", "k", manifest(20, T0_MS + 5, honest_placement())),
+        put("data", "k", manifest_on(20, T0_MS + 5, storage_placement())),
     );
     let (r, events) = net.run_events(ADMIN, delete("data", "k", T0_MS + 10));
     assert_eq!(r, Ok(()));
@@ -1185,13 +1150,13 @@ fn tombstones_refuse_older_writes_then_are_pruned_after_retention() {
 #[test]
 fn a_newer_write_replaces_a_tombstone() {
     let mut net = Net::new(0);
-    assert_eq!(net.run(ADMIN, create_bucket("data")), Ok(()));
+    assert_eq!(net.run(ADMIN, create_bucket(ADMIN, "data")), Ok(()));
     assert_eq!(net.run(ADMIN, delete("data", "k", T0_MS)), Ok(()));
     assert!(net.state.tombstone("data", "k").is_some());
     assert_eq!(
         net.run(
             ADMIN,
-            put("data", "k", manifest(10, T0_MS - 1, honest_placement()))
+            put("data", "k", manifest_on(10, T0_MS - 1, storage_placement()))
         ),
         Err(TxError::Superseded {
             request_ms: T0_MS - 1,
@@ -1201,7 +1166,7 @@ fn a_newer_write_replaces_a_tombstone() {
     assert_eq!(
         net.run(
             ADMIN,
-            put("data", "k", manifest(10, T0_MS + 1, honest_placement()))
+            put("data", "k", manifest_on(10, T0_MS + 1, storage_placement()))
         ),
         Ok(())
     );
@@ -1221,7 +1186,7 @@ fn committee_and_tombstones_persist_with_the_same_root() {
     let mut mirror = BTreeMap::new();
     absorb(&mut mirror, net.state.take_dirty());
     let ops = net.committee_ops();
-    assert_eq!(net.run(ADMIN, create_bucket("data")), Ok(()));
+    assert_eq!(net.run(ADMIN, create_bucket(ADMIN, "data")), Ok(()));
     assert_eq!(
         net.run(STRANGER, TxKind::RegisterAccount { name: "s".into() }),
         Ok(())
@@ -1241,7 +1206,7 @@ fn committee_and_tombstones_persist_with_the_same_root() {
     assert_eq!(
         net.run(
             ADMIN,
-            put("data", "k", manifest(10, T0_MS, honest_placement()))
+            put("data", "k", manifest_on(10, T0_MS, storage_placement()))
         ),
         Ok(())
     );
@@ -1341,7 +1306,7 @@ fn write_tx(i: usize, op: &WriteOp) -> SignedTx {
         put(
             "data",
             &write_key(op.key),
-            manifest(op.size, op.request_ms, honest_placement()),
+            manifest_on(op.size, op.request_ms, storage_placement()),
         )
     };
     signed(ADMIN, i as u64 + 2, kind)
@@ -1358,7 +1323,7 @@ fn version(op: &WriteOp, stx: &SignedTx) -> WriteVersion {
 /// puts it in the same block as the previous op. Checks every receipt against the model.
 fn apply_in_order(ops: &[WriteOp], txs: &[SignedTx], order: &[usize], gaps: &[u8]) -> State {
     let mut s = State::genesis(&genesis_with(0)).unwrap();
-    let create = signed(ADMIN, 1, create_bucket("data"));
+    let create = signed(ADMIN, 1, create_bucket(ADMIN, "data"));
     assert_eq!(
         s.apply_block(1, 1_000, &[create.encode()])
             .unwrap()
@@ -1447,7 +1412,7 @@ proptest! {
                 Some((op, stx)) => {
                     let o = object.expect("the newest op wrote it");
                     prop_assert_eq!(o.tx_hash, stx.hash());
-                    prop_assert_eq!(&o.manifest, &manifest(op.size, op.request_ms, honest_placement()));
+                    prop_assert_eq!(&o.manifest, &manifest_on(op.size, op.request_ms, storage_placement()));
                     prop_assert!(tombstone.is_none());
                     live += 1;
                     live_bytes += o.manifest.bytes_per_node(4);

@@ -49,12 +49,7 @@ pub struct Admin {
 
 /// Binds the admin listener (fails fast with a clear error if the port is taken).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot bind admin API on {addr}: {e} (is another node using this port?)"),
-        )
-    })
+    cairn_dns::gate::bind_listener(addr, "the admin API")
 }
 
 /// Serves the admin API on an already-bound listener until the task is dropped.
@@ -127,7 +122,7 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["status"]) => json_response(StatusCode::OK, json!(status(admin))),
-        (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, nodes_json(admin)),
+        (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, json!(nodes_view(admin))),
         (&Method::GET, ["workers"]) => json_response(StatusCode::OK, json!(admin.health.report())),
         (&Method::GET, ["blocks", height]) => {
             let Ok(height) = height.parse::<u64>() else {
@@ -333,47 +328,40 @@ pub fn health_json(health: &Health) -> (bool, Vec<String>) {
     (report.healthy, failed)
 }
 
-/// A node's advertised addresses by service name (the record keeps them in
-/// [`registry::Service`] order).
-fn endpoints_json(n: &cairn_ledger::NodeRecord) -> Value {
-    let mut out = serde_json::Map::new();
-    for s in registry::Service::ALL {
-        if let Some(a) = registry::address(n, s) {
-            out.insert(s.name().into(), Value::String(a.to_string()));
-        }
-    }
-    Value::Object(out)
-}
-
-fn roles_json(r: &cairn_ledger::Roles) -> Value {
-    json!({"validator": r.validator, "storage": r.storage, "gateway": r.gateway, "cache": r.cache})
-}
-
-fn nodes_json(admin: &Admin) -> Value {
-    admin.shared.with_state(|state| {
-        let nodes: Vec<Value> = state
+fn nodes_view(admin: &Admin) -> api::Nodes {
+    admin.shared.with_state(|state| api::Nodes {
+        height: state.height(),
+        time_ms: state.time_ms(),
+        nodes: state
             .nodes()
-            .map(|(id, n)| {
-                json!({
-                    "node_id": hex(id),
-                    "operator": hex(&n.operator),
-                    "zone": n.zone,
-                    "status": if cairn_ledger::admission::is_pending(n) { "pending" } else { "admitted" },
-                    "roles": roles_json(&n.roles),
-                    "requested_roles": roles_json(&n.requested_roles),
-                    "requested_capacity_bytes": n.requested_capacity_bytes,
-                    "admissions": n.admissions,
-                    "addresses": n.addresses,
-                    "endpoints": endpoints_json(n),
-                    "capacity_bytes": n.capacity_bytes,
-                    "stake": n.stake,
-                    "registered_height": n.registered_height,
-                    "last_seen_ms": n.last_seen_ms,
-                    "healthy": registry::is_healthy(state, n),
-                })
+            .map(|(id, n)| api::NodeView {
+                node_id: hex(id),
+                operator: hex(&n.operator),
+                zone: n.zone.clone(),
+                status: if cairn_ledger::admission::is_pending(n) {
+                    api::Admission::Pending
+                } else {
+                    api::Admission::Admitted
+                },
+                roles: n.roles.clone(),
+                requested_roles: n.requested_roles.clone(),
+                requested_capacity_bytes: n.requested_capacity_bytes,
+                admissions: n.admissions,
+                addresses: n.addresses.clone(),
+                // The record keeps addresses in `Service` order; name them here.
+                endpoints: registry::Service::ALL
+                    .into_iter()
+                    .filter_map(|s| {
+                        Some((s.name().to_string(), registry::address(n, s)?.to_string()))
+                    })
+                    .collect(),
+                capacity_bytes: n.capacity_bytes,
+                stake: n.stake,
+                registered_height: n.registered_height,
+                last_seen_ms: n.last_seen_ms,
+                healthy: registry::is_healthy(state, n),
             })
-            .collect();
-        json!({"height": state.height(), "time_ms": state.time_ms(), "nodes": nodes})
+            .collect(),
     })
 }
 

@@ -137,26 +137,18 @@ fn grant(args: &AdmitArgs) -> Result<(NodeId, Roles, u64, Vec<u8>), String> {
         unhex::<32>(&args.node).ok_or("NODE must be 64 hex characters (a node id)")?;
     let status: crate::api::Status = client::get(&args.endpoint, "/status")?;
     let chain_id = status.chain_id.as_str();
-    let nodes = client::get_json(&args.endpoint, "/nodes")?;
-    let rec = nodes["nodes"]
-        .as_array()
-        .and_then(|ns| ns.iter().find(|n| n["node_id"] == args.node.as_str()))
+    let nodes: crate::api::Nodes = client::get(&args.endpoint, "/nodes")?;
+    let rec = nodes
+        .nodes
+        .into_iter()
+        .find(|n| n.node_id.eq_ignore_ascii_case(&args.node))
         .ok_or_else(|| format!("node {} is not registered", args.node))?;
-    let requested = &rec["requested_roles"];
     let roles = match &args.roles {
         Some(r) => parse_roles(r)?,
-        None => Roles {
-            validator: requested["validator"] == true,
-            storage: requested["storage"] == true,
-            gateway: requested["gateway"] == true,
-            cache: requested["cache"] == true,
-        },
+        None => rec.requested_roles,
     };
-    let capacity_bytes = match args.capacity_bytes {
-        Some(c) => c,
-        None => rec["requested_capacity_bytes"].as_u64().unwrap_or(0),
-    };
-    let admissions = rec["admissions"].as_u64().unwrap_or(0);
+    let capacity_bytes = args.capacity_bytes.unwrap_or(rec.requested_capacity_bytes);
+    let admissions = rec.admissions;
     let message = admission::admit_message(chain_id, &node, &roles, capacity_bytes, admissions);
     Ok((node, roles, capacity_bytes, message))
 }

@@ -487,16 +487,21 @@ fn workers_column(admin_addr: &str) -> String {
     }
 }
 
-fn role_list(roles: &serde_json::Value) -> Vec<&'static str> {
-    ["validator", "storage", "gateway", "cache"]
-        .into_iter()
-        .filter(|r| roles[*r].as_bool() == Some(true))
-        .collect()
+fn role_list(roles: &cairn_ledger::Roles) -> Vec<&'static str> {
+    [
+        ("validator", roles.validator),
+        ("storage", roles.storage),
+        ("gateway", roles.gateway),
+        ("cache", roles.cache),
+    ]
+    .into_iter()
+    .filter_map(|(name, held)| held.then_some(name))
+    .collect()
 }
 
 fn status(endpoint: &str) -> Result<(), String> {
     let status: api::Status = client::get(endpoint, "/status")?;
-    let nodes = client::get_json(endpoint, "/nodes")?;
+    let nodes: api::Nodes = client::get(endpoint, "/nodes")?;
     println!("chain      {}", status.chain_id);
     println!("height     {}", status.height);
     println!("state root {}", status.state_root);
@@ -517,41 +522,39 @@ fn status(endpoint: &str) -> Result<(), String> {
         "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} roles",
         "node", "zone", "committee", "admin", "height", "health", "workers"
     );
-    for n in nodes["nodes"].as_array().cloned().unwrap_or_default() {
-        let id = n["node_id"].as_str().unwrap_or("");
-        let admin_addr = n["endpoints"]["admin"].as_str().unwrap_or("");
-        if n["status"] == "pending" {
+    for n in &nodes.nodes {
+        let id = n.node_id.as_str();
+        let admin_addr = n
+            .endpoint(cairn_ledger::registry::Service::Admin)
+            .unwrap_or("");
+        if !n.admitted() {
             // Never contact a pending node: its addresses are its own claim.
             println!(
                 "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} (requested) {}",
                 &id[..id.len().min(16)],
-                n["zone"].as_str().unwrap_or("?"),
+                n.zone,
                 "no",
                 admin_addr,
                 "-",
                 "pending",
                 "-",
-                role_list(&n["requested_roles"]).join(",")
+                role_list(&n.requested_roles).join(",")
             );
             continue;
         }
         let height = client::get::<api::Status>(admin_addr, "/status")
             .map(|s| s.height.to_string())
             .unwrap_or_else(|_| "down".into());
-        let roles = role_list(&n["roles"]);
+        let roles = role_list(&n.roles);
         let in_committee = status.committee.iter().any(|c| c == id);
         println!(
             "{:<16} {:<5} {:<9} {:<22} {:>8} {:<8} {:<14} {}",
             &id[..id.len().min(16)],
-            n["zone"].as_str().unwrap_or("?"),
+            n.zone,
             if in_committee { "yes" } else { "no" },
             admin_addr,
             height,
-            if n["healthy"].as_bool() == Some(true) {
-                "ok"
-            } else {
-                "STALE"
-            },
+            if n.healthy { "ok" } else { "STALE" },
             workers_column(admin_addr),
             roles.join(",")
         );

@@ -1,15 +1,11 @@
-//! A tiny blocking HTTP/1.1 client for the CLI (`status`, `tx`): one request per connection,
-//! bounded response size and timeouts.
+//! The CLI's blocking client for a node's admin API (`status`, `tx`, ...), on `ureq`: one
+//! request per connection, bounded response size and timeouts.
 
-use std::{
-    io::{Read, Write},
-    net::{TcpStream, ToSocketAddrs},
-    time::Duration,
-};
+use std::time::Duration;
 
 /// Largest response body the CLI reads.
 pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
-/// Connect/read/write timeout.
+/// Deadline for a whole request, connection included.
 pub const TIMEOUT_MS: u64 = 5_000;
 
 /// Performs a request; returns (status code, body).
@@ -19,65 +15,34 @@ pub fn request(
     path: &str,
     body: &[u8],
 ) -> Result<(u16, Vec<u8>), String> {
-    let host = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let addr = host
-        .to_socket_addrs()
-        .map_err(|e| format!("bad endpoint {endpoint}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("endpoint {endpoint} resolves to nothing"))?;
-    let timeout = Duration::from_millis(TIMEOUT_MS);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {endpoint}: {e} (is the node running?)"))?;
-    stream.set_nodelay(true).ok();
-    stream.set_read_timeout(Some(timeout)).ok();
-    stream.set_write_timeout(Some(timeout)).ok();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|_| stream.write_all(body))
-        .map_err(|e| format!("send to {endpoint}: {e}"))?;
-    let mut response = Vec::new();
-    stream
-        .take(MAX_RESPONSE_BYTES)
-        .read_to_end(&mut response)
-        .map_err(|e| format!("read from {endpoint}: {e}"))?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    let status_line = String::from_utf8_lossy(&response[..split]);
-    let code = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed HTTP status line")?;
-    let head_text = status_line.to_ascii_lowercase();
-    let mut body = response[split + 4..].to_vec();
-    if head_text.contains("transfer-encoding: chunked") {
-        body = dechunk(&body).ok_or("malformed chunked body")?;
-    }
-    Ok((code, body))
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_millis(TIMEOUT_MS)))
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{host}{path}"))
+        .header("content-type", "application/octet-stream")
+        .header("content-length", body.len())
+        .body(body)
+        .map_err(|e| format!("bad request to {endpoint}{path}: {e}"))?;
+    let response = agent.run(request).map_err(|e| match e {
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("cannot connect to {endpoint}: {e} (is the node running?)")
         }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
+        e => format!("{method} {endpoint}{path}: {e}"),
+    })?;
+    let code = response.status().as_u16();
+    let body = response
+        .into_body()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| format!("read from {endpoint}: {e}"))?;
+    Ok((code, body))
 }
 
 /// GET returning parsed JSON (errors carry the server's message).
@@ -226,7 +191,7 @@ mod tests {
     use super::*;
     use commonware_cryptography::Signer as _;
     use std::{
-        io::{BufRead, BufReader},
+        io::{BufRead, BufReader, Read, Write},
         net::TcpListener,
         sync::{Arc, Mutex},
     };

@@ -194,16 +194,13 @@ pub fn manage_as(
     name: &str,
     ttl_secs: u32,
 ) -> Result<(), String> {
-    let nodes = client::get_json(endpoint, "/nodes")?;
-    let mut endpoints: Vec<cairn_ledger::dns::Endpoint> = nodes["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let nodes: crate::api::Nodes = client::get(endpoint, "/nodes")?;
+    let mut endpoints: Vec<cairn_ledger::dns::Endpoint> = nodes
+        .nodes
         .iter()
-        .filter(|n| n["roles"]["gateway"] == true)
+        .filter(|n| n.roles.gateway)
         .filter_map(|n| {
-            n["endpoints"]["s3"]
-                .as_str()?
+            n.endpoint(cairn_ledger::registry::Service::S3)?
                 .parse::<std::net::SocketAddr>()
                 .ok()
         })

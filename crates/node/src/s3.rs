@@ -66,12 +66,7 @@ pub fn key_file_text(access_key: &str, secret_key: &str, account: &AccountId) ->
 
 /// Binds the S3 listener (fails fast with a clear error if the port is taken).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot bind the S3 endpoint on {addr}: {e}"),
-        )
-    })
+    cairn_dns::gate::bind_listener(addr, "the S3 endpoint")
 }
 
 /// Serves S3 on `listener` until the task is dropped.

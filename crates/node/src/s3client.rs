@@ -1,22 +1,31 @@
-//! A small blocking S3 client (SigV4 in headers, HTTP/1.1 over one TCP connection per
-//! request) for `cairn put/get/ls/rm/mb` and the devnet self-check.
+//! A small blocking S3 client for `cairn put/get/ls/rm/mb` and the devnet self-check: requests
+//! are signed with SigV4 in headers by `aws-sigv4` and sent by `ureq`.
 //!
 //! Limits: plain HTTP to one endpoint, single-request PUT (objects up to the gateway's
-//! single-PUT limit), responses other than object bodies capped at 16 MiB.
+//! single-PUT limit), responses other than object bodies capped at 16 MiB, no redirects
+//! followed. A response must start within [`RESPONSE_TIMEOUT_MS`]; a stalled body is cut off
+//! by the gateway's own stall limit.
 
-use crate::config::hex;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
-use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+use aws_sigv4::{
+    http_request::{
+        sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+        SigningSettings, UriPathNormalizationMode,
+    },
+    sign::v4,
 };
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::{
+    io::{Read, Write},
+    time::{Duration, SystemTime},
+};
+use ureq::http;
 
 /// Largest non-object response body read into memory.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Socket timeout for each read or write.
-pub const IO_TIMEOUT_MS: u64 = 60_000;
+/// How long to wait for a connection.
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long to wait for a response head once the request is sent (a PUT waits for finality).
+pub const RESPONSE_TIMEOUT_MS: u64 = 60_000;
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Credentials and endpoint, as the aws CLI reads them from the environment.
@@ -81,49 +90,46 @@ pub enum Body<'a> {
     Reader(&'a mut dyn Read, u64, &'a dyn Fn(u64)),
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key size");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
+/// What SigV4 leaves unescaped in a query component: the RFC 3986 unreserved set.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// The same for a path, where `/` separates segments.
+const PATH: &AsciiSet = &QUERY.remove(b'/');
 
-/// RFC 3986 encoding as SigV4 wants it (`/` kept when `keep_slash`).
+/// Percent-encodes `s` as SigV4 canonicalises it (`/` kept when `keep_slash`).
 pub fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(s, if keep_slash { PATH } else { QUERY }).to_string()
 }
 
-/// (`yyyymmddThhmmssZ`, `yyyymmdd`) for a Unix time.
-fn amz_date(secs: u64) -> (String, String) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (proleptic Gregorian), valid for all dates after 1970.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let date = format!("{y:04}{m:02}{d:02}");
-    let time = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    (time, date)
+/// A reader that reports how many bytes it has handed out, and refuses to end early.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    sent: u64,
+    len: u64,
+    progress: &'a dyn Fn(u64),
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len - self.sent;
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the input ended after {} of {} bytes", self.sent, self.len),
+            ));
+        }
+        self.sent += n as u64;
+        (self.progress)(self.sent);
+        Ok(n)
+    }
 }
 
 impl S3Client {
@@ -165,6 +171,77 @@ impl S3Client {
         })
     }
 
+    /// Signs a request for `method` on `path` and `query`; returns the URL and every header to
+    /// send (the signature included).
+    fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra_headers: &[(&str, &str)],
+        body: &Body<'_>,
+        time: SystemTime,
+    ) -> Result<(String, Vec<(String, String)>), String> {
+        let mut q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
+            .collect();
+        q.sort();
+        let mut url = format!("http://{}{}", self.host, uri_encode(path, true));
+        if !q.is_empty() {
+            url = format!("{url}?{}", q.join("&"));
+        }
+        let headers: Vec<(String, String)> = extra_headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let identity = aws_credential_types::Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "cairn",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        // S3 signs the path as sent: encoded once, never normalised.
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| format!("cannot sign the request: {e}"))?
+            .into();
+        let payload = match body {
+            Body::Empty => SignableBody::Bytes(&[]),
+            Body::Bytes(b) => SignableBody::Bytes(b),
+            Body::Reader(..) => SignableBody::UnsignedPayload,
+        };
+        let signable = SignableRequest::new(
+            method,
+            &url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            payload,
+        )
+        .map_err(|e| format!("cannot sign the request: {e}"))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| format!("cannot sign the request: {e}"))?
+            .into_parts();
+        let (signature_headers, _) = instructions.into_parts();
+        let mut all = headers;
+        all.extend(
+            signature_headers
+                .into_iter()
+                .map(|h| (h.name().to_string(), h.value().to_string())),
+        );
+        Ok((url, all))
+    }
+
     /// Sends one signed request; the response body goes to `sink` if given, else into memory.
     pub fn request(
         &self,
@@ -175,130 +252,46 @@ impl S3Client {
         body: Body<'_>,
         sink: Option<Sink<'_>>,
     ) -> Result<Response, String> {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs();
-        let (amz, date) = amz_date(secs);
-        let (payload_hash, len) = match &body {
-            Body::Empty => (hex(&Sha256::digest(b"")), 0),
-            Body::Bytes(b) => (hex(&Sha256::digest(b)), b.len() as u64),
-            Body::Reader(_, len, _) => ("UNSIGNED-PAYLOAD".to_string(), *len),
-        };
-        let canonical_path = uri_encode(path, true);
-        let mut q: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
-            .collect();
-        q.sort();
-        let canonical_query = q
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut headers: Vec<(String, String)> = vec![
-            ("host".into(), self.host.clone()),
-            ("x-amz-content-sha256".into(), payload_hash.clone()),
-            ("x-amz-date".into(), amz.clone()),
-        ];
-        for (k, v) in extra_headers {
-            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-        }
-        headers.sort();
-        let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-        let signed = signed.join(";");
-        let canonical = format!(
-            "{method}\n{canonical_path}\n{canonical_query}\n{}\n{signed}\n{payload_hash}",
-            headers
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}\n"))
-                .collect::<String>()
-        );
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
-        );
-        let mut key = hmac(
-            format!("AWS4{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        for part in [self.region.as_str(), "s3", "aws4_request"] {
-            key = hmac(&key, part.as_bytes());
-        }
-        let signature = hex(&hmac(&key, to_sign.as_bytes()));
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-            self.access_key
-        );
-        let stream = TcpStream::connect(&self.host)
-            .map_err(|e| format!("cannot connect to {}: {e}", self.host))?;
-        let _ = stream.set_nodelay(true);
-        let timeout = Some(Duration::from_millis(IO_TIMEOUT_MS));
-        stream
-            .set_read_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        let mut w = std::io::BufWriter::with_capacity(COPY_CHUNK_BYTES, &stream);
-        let target = if canonical_query.is_empty() {
-            canonical_path
-        } else {
-            format!("{canonical_path}?{canonical_query}")
-        };
-        let mut head = format!("{method} {target} HTTP/1.1\r\nauthorization: {auth}\r\ncontent-length: {len}\r\nconnection: close\r\n");
+        let (url, headers) =
+            self.signed(method, path, query, extra_headers, &body, SystemTime::now())?;
+        let mut builder = http::Request::builder().method(method).uri(&url);
         for (k, v) in &headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            builder = builder.header(k, v);
         }
-        head.push_str("\r\n");
-        let io = |e: std::io::Error| format!("request to {} failed: {e}", self.host);
-        w.write_all(head.as_bytes()).map_err(io)?;
-        match body {
-            Body::Empty => {}
-            Body::Bytes(b) => w.write_all(b).map_err(io)?,
+        let len = match &body {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::Reader(_, len, _) => *len,
+        };
+        builder = builder.header(http::header::CONTENT_LENGTH, len);
+        let io = |e: ureq::Error| format!("request to {} failed: {e}", self.host);
+        let agent = agent();
+        let response = match body {
+            Body::Empty => agent.run(builder.body(()).map_err(|e| e.to_string())?),
+            Body::Bytes(b) => agent.run(builder.body(b).map_err(|e| e.to_string())?),
             Body::Reader(r, len, progress) => {
-                let mut buf = vec![0u8; COPY_CHUNK_BYTES];
-                let mut sent = 0u64;
-                while sent < len {
-                    let n = r
-                        .read(&mut buf)
-                        .map_err(|e| format!("reading the input failed: {e}"))?;
-                    if n == 0 {
-                        return Err(format!("the input ended after {sent} of {len} bytes"));
-                    }
-                    w.write_all(&buf[..n]).map_err(io)?;
-                    sent += n as u64;
-                    progress(sent);
-                }
+                let mut counted = Counted {
+                    inner: r,
+                    sent: 0,
+                    len,
+                    progress,
+                };
+                let body = ureq::SendBody::from_reader(&mut counted);
+                agent.run(builder.body(body).map_err(|e| e.to_string())?)
             }
         }
-        w.flush().map_err(io)?;
-        drop(w);
-        let mut r = BufReader::with_capacity(COPY_CHUNK_BYTES, &stream);
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(io)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad HTTP status line from {}: {line:?}", self.host))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(io)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let length: Option<u64> = headers
+        .map_err(io)?;
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
             .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok());
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).trim().to_string(),
+                )
+            })
+            .collect();
         let mut out = Response {
             status,
             headers,
@@ -307,12 +300,16 @@ impl S3Client {
         if method == "HEAD" || status == 204 || status == 304 {
             return Ok(out);
         }
+        let mut body = response.into_body();
         match sink {
             Some((sink, progress)) if status < 300 => {
+                let mut reader = body.with_config().limit(u64::MAX).reader();
                 let mut buf = vec![0u8; COPY_CHUNK_BYTES];
                 let mut got = 0u64;
                 loop {
-                    let n = r.read(&mut buf).map_err(io)?;
+                    let n = reader.read(&mut buf).map_err(|e| {
+                        format!("reading the response from {} failed: {e}", self.host)
+                    })?;
                     if n == 0 {
                         break;
                     }
@@ -321,23 +318,29 @@ impl S3Client {
                     got += n as u64;
                     progress(got);
                 }
-                if let Some(want) = length {
-                    if got != want {
-                        return Err(format!("the response ended after {got} of {want} bytes"));
-                    }
-                }
             }
             _ => {
-                r.take(MAX_RESPONSE_BYTES as u64 + 1)
-                    .read_to_end(&mut out.body)
+                out.body = body
+                    .with_config()
+                    .limit(MAX_RESPONSE_BYTES as u64)
+                    .read_to_vec()
                     .map_err(io)?;
-                if out.body.len() > MAX_RESPONSE_BYTES {
-                    return Err(format!("response exceeds {MAX_RESPONSE_BYTES} bytes"));
-                }
             }
         }
         Ok(out)
     }
+}
+
+/// One agent per request, as before: the CLI makes few requests, and a fresh connection keeps
+/// a failed request from poisoning the next.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)))
+        .timeout_recv_response(Some(Duration::from_millis(RESPONSE_TIMEOUT_MS)))
+        .build()
+        .into()
 }
 
 #[cfg(test)]
@@ -345,17 +348,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_are_utc_civil() {
-        assert_eq!(amz_date(0).0, "19700101T000000Z");
-        // 2026-11-24 16:05:09 UTC
-        assert_eq!(amz_date(1_795_536_309).0, "20261124T160509Z");
-        assert_eq!(amz_date(951_782_400).1, "20000229");
-    }
-
-    #[test]
     fn uri_encoding_keeps_only_unreserved() {
         assert_eq!(uri_encode("a b/c~d", true), "a%20b/c~d");
         assert_eq!(uri_encode("a b/c", false), "a%20b%2Fc");
         assert_eq!(uri_encode("ü", true), "%C3%BC");
+    }
+
+    /// The signature the AWS documentation's SigV4 example gives for this request.
+    #[test]
+    fn signs_as_aws_documents() {
+        let c = S3Client {
+            host: "examplebucket.s3.amazonaws.com".into(),
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            region: "us-east-1".into(),
+        };
+        let (url, headers) = c
+            .signed(
+                "GET",
+                "/test.txt",
+                &[],
+                &[("Range", "bytes=0-9")],
+                &Body::Empty,
+                // 2013-05-24T00:00:00Z, the example's date.
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600),
+            )
+            .expect("signs");
+        assert_eq!(url, "http://examplebucket.s3.amazonaws.com/test.txt");
+        let auth = &headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .expect("an authorization header")
+            .1;
+        assert_eq!(
+            auth,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
+             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+        assert!(headers.iter().any(|(k, v)| k == "x-amz-content-sha256"
+            && v == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
     }
 }

@@ -398,28 +398,32 @@ fn exit_reason(n: &NodeProc) -> String {
 }
 
 /// Whether node `n` is up: its admin API answers `/status` with `healthy: true`.
-fn node_health(n: &NodeProc) -> Result<(), String> {
+/// Ok once `n` answers, is healthy and has applied `min_height`; else what it is missing.
+fn node_health(n: &NodeProc, min_height: u64) -> Result<(), String> {
     let s: crate::api::Status = client::get(&n.admin, "/status")
         .map_err(|_| format!("admin API {} not answering", n.admin))?;
-    if s.healthy {
-        return Ok(());
+    if !s.healthy {
+        return Err(format!(
+            "unhealthy: failed critical workers {}",
+            s.failed_workers.join(", ")
+        ));
     }
-    Err(format!(
-        "unhealthy: failed critical workers {}",
-        s.failed_workers.join(", ")
-    ))
+    if s.height < min_height {
+        return Err(format!("at height {}, waiting for {min_height}", s.height));
+    }
+    Ok(())
 }
 
 fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), String> {
     let admin = net.nodes[0].admin.clone();
-    wait_all_up(net, dir, true)?;
+    wait_all_up(net, dir, 1)?;
     if STOP.load(Ordering::SeqCst) {
         return Ok(());
     }
     let authorized_at = authorize_gateways(&admin, configs)?;
     // Every node serves S3 from its own finalized state: wait until each has applied the
     // authorizations, or the first request to a lagging node is refused (AccessDenied).
-    wait_all_at(net, authorized_at)?;
+    wait_all_up(net, dir, authorized_at)?;
     ensure_devnet_zone(&admin)?;
     let (access, secret) = devnet::s3_credentials();
     let s3 = net
@@ -441,7 +445,7 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
         Err(e) => println!("storage self-check FAILED: {e}"),
     }
     // Nodes may have died during the self-check: ready only if all are still up.
-    wait_all_up(net, dir, false)?;
+    wait_all_up(net, dir, 0)?;
     let path = dir.join("s3.env");
     std::fs::write(&path, &env).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("S3 endpoint http://{s3} (path-style; virtual-host style under *.s3.localhost)");
@@ -476,10 +480,10 @@ fn bring_up(net: &mut Devnet, dir: &Path, configs: &[NodeConfig]) -> Result<(), 
     Ok(())
 }
 
-/// Waits until every node is up (and, with `need_block`, node 0 has a finalized block).
+/// Waits until every node is up, healthy and has applied `min_height`.
 /// A node process that exits fails at once, naming the node and its error; a node still down
 /// at the deadline fails naming every such node.
-fn wait_all_up(net: &mut Devnet, dir: &Path, need_block: bool) -> Result<(), String> {
+fn wait_all_up(net: &mut Devnet, dir: &Path, min_height: u64) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
     loop {
         if STOP.load(Ordering::SeqCst) {
@@ -508,27 +512,22 @@ fn wait_all_up(net: &mut Devnet, dir: &Path, need_block: bool) -> Result<(), Str
         let down: Vec<String> = net
             .nodes
             .iter()
-            .filter_map(|n| node_health(n).err().map(|e| format!("{}: {e}", n.name)))
+            .filter_map(|n| {
+                node_health(n, min_height)
+                    .err()
+                    .map(|e| format!("{}: {e}", n.name))
+            })
             .collect();
-        let block = !need_block
-            || client::get::<crate::api::Status>(&net.nodes[0].admin, "/status")
-                .is_ok_and(|s| s.height > 0);
-        if down.is_empty() && block {
+        if down.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            let why = if down.is_empty() {
-                "no block finalized".to_string()
-            } else {
-                format!(
-                    "{} of {} nodes not up:\n  {}",
-                    down.len(),
-                    net.nodes.len(),
-                    down.join("\n  ")
-                )
-            };
             return Err(format!(
-                "devnet not ready after {READY_TIMEOUT_MS} ms: {why}\nsee the node logs under {}",
+                "devnet not ready after {READY_TIMEOUT_MS} ms: {} of {} nodes not up:\n  {}\n\
+                 see the node logs under {}",
+                down.len(),
+                net.nodes.len(),
+                down.join("\n  "),
                 dir.join("nodes").display()
             ));
         }
@@ -554,25 +553,6 @@ fn ensure_devnet_zone(admin: &str) -> Result<(), String> {
     crate::dnscli::submit_in_order(admin, &key, txs)
         .map_err(|e| format!("creating zone {zone} failed: {e}"))?;
     crate::dnscli::manage_as(admin, &key, zone, &format!("s3.{zone}"), 30)
-}
-
-/// Waits until every node has applied `height` (bounded by [`READY_TIMEOUT_MS`]).
-fn wait_all_at(net: &Devnet, height: u64) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
-    for n in &net.nodes {
-        while client::get::<crate::api::Status>(&n.admin, "/status")
-            .map_or(true, |s| s.height < height)
-        {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} did not reach height {height} within {READY_TIMEOUT_MS} ms",
-                    n.name
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Ok(())
 }
 
 /// Lets every gateway node act for the devnet admin account (idempotent); returns the height
@@ -696,7 +676,7 @@ fn control_loop(net: &mut Devnet, dir: &Path) -> Result<(), String> {
 fn report_health_changes(net: &Devnet, last: &mut [Option<String>]) {
     for (n, last) in net.nodes.iter().zip(last.iter_mut()) {
         let now = match n.child {
-            Some(_) => node_health(n).err(),
+            Some(_) => node_health(n, 0).err(),
             None => None,
         };
         if now != *last {

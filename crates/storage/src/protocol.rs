@@ -29,6 +29,13 @@ pub trait FragmentTransport: Send + Sync {
         let _ = ms;
         async {}
     }
+    /// Milliseconds on the clock [`Self::hedge_delay`] counts in, from an arbitrary epoch; the
+    /// pipeline sizes an upload's grace with it. The default is the process's monotonic clock.
+    fn now_ms(&self) -> u64 {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// A failed transfer to or from one node (the pipeline tolerates up to m of them).

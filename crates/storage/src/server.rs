@@ -412,12 +412,7 @@ async fn off_runtime(
 
 /// Binds the fragment listener (fails fast with a clear error if the port is taken).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot bind the fragment listener on {addr}: {e}"),
-        )
-    })
+    cairn_dns::gate::bind_listener(addr, "the fragment listener")
 }
 
 /// Serves fragments on `listener` until the task is dropped.

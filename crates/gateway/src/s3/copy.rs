@@ -91,7 +91,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
             let (segments, _, _) = self
                 .store_body(dst_coding, &placed, body, Declared::default())
                 .await?;
-            (placed, segments)
+            (placed.nodes, segments)
         };
         let manifest = ObjectManifest {
             size_bytes: sm.size_bytes,

@@ -21,7 +21,10 @@ mod multipart;
 mod place;
 mod put;
 
-use self::multipart::{Multipart, UploadKey};
+use self::{
+    multipart::{Multipart, UploadKey},
+    place::Placed,
+};
 use crate::{
     error::{unavailable, Error},
     keys::KeyStore,

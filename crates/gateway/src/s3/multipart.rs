@@ -2,10 +2,7 @@
 //! CompleteMultipartUpload commits one manifest over all of them (or abort drops them).
 
 use super::*;
-use cairn_ledger::{
-    objects::{ObjectManifest, Segment, MAX_MANIFEST_SEGMENTS},
-    NodeId,
-};
+use cairn_ledger::objects::{ObjectManifest, Segment, MAX_MANIFEST_SEGMENTS};
 use conditions::{refuse_sse_c, refuse_unimplemented, write_condition};
 use md5::{Digest, Md5};
 use put::{check_key, sorted_metadata, store_request_body, Declared};
@@ -21,7 +18,7 @@ pub(super) struct Part {
 pub(super) struct Multipart {
     owner: AccountId,
     coding: Coding,
-    placement: Vec<NodeId>,
+    placed: Placed,
     content_type: String,
     metadata: Vec<(String, String)>,
     initiated_ms: u64,
@@ -93,7 +90,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
             Multipart {
                 owner: account,
                 coding,
-                placement: placed,
+                placed,
                 content_type: input
                     .content_type
                     .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
@@ -127,7 +124,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         let (coding, placed) = {
             let uploads = self.uploads.lock().expect("uploads lock");
             let u = owned(&uploads, &id, &account)?;
-            (u.coding, u.placement.clone())
+            (u.coding, u.placed.clone())
         };
         let _slot = self.upload_slot().await?;
         let (segments, size, md5) = store_request_body!(self, req, input, coding, &placed)?;
@@ -235,7 +232,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
                 content_type: u.content_type.clone(),
                 modified_ms: u.initiated_ms,
                 metadata: u.metadata.clone(),
-                placement: u.placement.clone(),
+                placement: u.placed.nodes.clone(),
                 segments,
             };
             (manifest, u.coding.data)

@@ -6,6 +6,16 @@ use super::*;
 use cairn_ledger::{objects::fragment_size_bytes, NodeId};
 use std::sync::atomic::Ordering;
 
+/// Where one object's fragments go, with the failure domains read in the same snapshot.
+#[derive(Clone, Debug)]
+pub(super) struct Placed {
+    /// Slot i's node.
+    pub nodes: Vec<NodeId>,
+    /// Slot i's failure domain, numbered by the first slot in that domain (as
+    /// [`UploadConfig::fragment_domains`] wants it).
+    pub domains: [u8; 64],
+}
+
 impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
     pub(super) fn seed(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
@@ -29,37 +39,38 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         coding: Coding,
         seed: &[u8; 32],
         size_hint: u64,
-    ) -> S3Result<Vec<NodeId>> {
+    ) -> S3Result<Placed> {
         let candidates = placement::candidates(s, |id| s.node(id).map_or(0, |n| n.used_bytes));
         let segment = size_hint.min(self.cfg.segment_size_bytes as u64);
-        placement::place(
+        let domain = placement::failure_domain(s);
+        let nodes = placement::place(
             &candidates,
             seed,
             usize::from(coding.data),
             usize::from(coding.parity),
             fragment_size_bytes(segment, coding.data),
-            placement::failure_domain(s),
+            domain,
         )
-        .map_err(|e| unavailable(format!("cannot place this object's fragments: {e}")))
+        .map_err(|e| unavailable(format!("cannot place this object's fragments: {e}")))?;
+        // Slots fail together when their nodes share the cluster's failure domain.
+        let of_slot = placement::domains_of(s, domain, &nodes);
+        let mut domains = crate::pipeline::DISTINCT_DOMAINS;
+        for (i, d) in of_slot.iter().enumerate().take(64) {
+            let first = of_slot.iter().position(|x| x == d).unwrap_or(i);
+            domains[i] = first as u8;
+        }
+        Ok(Placed { nodes, domains })
     }
 
-    /// Upload parameters for `coding` on `placed`: slots fail together when their nodes share
-    /// the cluster's failure domain, and the write quorum must survive losing one.
-    pub(super) fn upload_config(&self, coding: Coding, placed: &[NodeId]) -> UploadConfig {
-        let domains = self
-            .ledger
-            .read(|s| placement::domains_of(s, placement::failure_domain(s), placed));
-        let mut fragment_domains = crate::pipeline::DISTINCT_DOMAINS;
-        for (i, d) in domains.iter().enumerate().take(64) {
-            let first = domains.iter().position(|x| x == d).unwrap_or(i);
-            fragment_domains[i] = first as u8;
-        }
+    /// Upload parameters for `coding` on `placed`: the write quorum must survive losing any
+    /// one of its failure domains.
+    pub(super) fn upload_config(&self, coding: Coding, placed: &Placed) -> UploadConfig {
         UploadConfig {
             coding,
             segment_size_bytes: self.cfg.segment_size_bytes,
             write_quorum: (usize::from(coding.data) + self.cfg.write_quorum_extra)
                 .min(coding.total()),
-            fragment_domains,
+            fragment_domains: placed.domains,
         }
     }
 

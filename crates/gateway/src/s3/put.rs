@@ -7,7 +7,6 @@ use crate::{
     pipeline::{upload, UploadError},
 };
 use cairn_ledger::objects::{self, ObjectManifest, Segment, MAX_OBJECT_KEY_SIZE_BYTES};
-use cairn_ledger::NodeId;
 use conditions::{refuse_unimplemented, write_condition};
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -118,7 +117,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
     pub(super) async fn store_body<S, E>(
         &self,
         coding: Coding,
-        placement: &[NodeId],
+        placed: &Placed,
         body: S,
         declared: Declared<'_>,
     ) -> S3Result<(Vec<Segment>, u64, [u8; 16])>
@@ -164,8 +163,8 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
         });
         let stored = upload(
             &*self.transport,
-            &self.upload_config(coding, placement),
-            placement,
+            &self.upload_config(coding, placed),
+            &placed.nodes,
             counted,
         )
         .await;
@@ -236,7 +235,7 @@ impl<L: Ledger, T: FragmentTransport + 'static> Gateway<L, T> {
                 .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
             modified_ms,
             metadata: sorted_metadata(input.metadata),
-            placement: placed,
+            placement: placed.nodes,
             segments,
         };
         manifest

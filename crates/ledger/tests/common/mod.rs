@@ -185,6 +185,77 @@ pub fn push_storage_nodes(g: &mut Genesis, operator: u8) {
     }
 }
 
+/// Keys of the four validators [`push_validators`] adds.
+pub const VALIDATORS: [u8; 4] = [10, 11, 12, 13];
+
+/// Adds the four [`VALIDATORS`] to `g`, each with its own account: zone z1, gateway and
+/// validator roles (storage as given), an S3 address 127.0.1.n:9000.
+pub fn push_validators(g: &mut Genesis, storage: bool) {
+    for (n, op) in VALIDATORS.iter().enumerate() {
+        let k = key(*op);
+        g.accounts.push((id(&k), format!("v{n}")));
+        g.nodes.push((
+            id(&k),
+            NodeRecordInit {
+                operator: id(&k),
+                zone: "z1".into(),
+                roles: Roles {
+                    validator: true,
+                    storage,
+                    gateway: true,
+                    cache: false,
+                },
+                addresses: vec![
+                    "127.0.0.1:1".into(),
+                    "127.0.0.1:2".into(),
+                    format!("127.0.1.{}:9000", n + 1),
+                ],
+                capacity_bytes: 1,
+                stake: 1,
+            },
+        ));
+    }
+}
+
+/// A manifest of `size` bytes written at `modified_ms` on `placement`: one segment (none when
+/// empty) whose first six fragments are stored.
+pub fn manifest_on(size: u64, modified_ms: u64, placement: Vec<NodeId>) -> objects::ObjectManifest {
+    let fragments = placement.len();
+    objects::ObjectManifest {
+        size_bytes: size,
+        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+        content_type: "application/octet-stream".into(),
+        modified_ms,
+        metadata: vec![],
+        placement,
+        segments: if size == 0 {
+            vec![]
+        } else {
+            vec![objects::Segment {
+                len_bytes: size,
+                fragment_roots: (0..fragments as u8).map(|i| [i; 32]).collect(),
+                stored_mask: 0x3f,
+            }]
+        },
+    }
+}
+
+/// Placement on the 12 nodes of [`push_storage_nodes`], in order.
+pub fn storage_placement() -> Vec<NodeId> {
+    (0..12).map(storage_node).collect()
+}
+
+/// `CreateBucket` of a private RS(4, 8) bucket owned by `key(owner)`.
+pub fn create_bucket(owner: u8, bucket: &str) -> TxKind {
+    TxKind::CreateBucket {
+        owner: id(&key(owner)),
+        bucket: bucket.into(),
+        acl: objects::Acl::Private,
+        data_shards: 4,
+        parity_shards: 8,
+    }
+}
+
 pub fn account(nonce_max: u64, nonce_window: u64) -> Account {
     Account {
         name: "a".into(),
