@@ -418,6 +418,7 @@ mod tests {
 
     fn one_node_shared() -> (Arc<Shared>, Block) {
         let genesis = Genesis {
+            audit: Default::default(),
             chain_id: "snap".into(),
             accounts: vec![([1; 32], "op".into())],
             nodes: vec![(

@@ -135,6 +135,7 @@ fn genesis(keys: &[ed25519::PrivateKey]) -> Genesis {
         ));
     }
     Genesis {
+        audit: Default::default(),
         chain_id: CHAIN.into(),
         accounts,
         nodes,

@@ -212,7 +212,13 @@ fn tx_code(e: &TxError) -> (S3ErrorCode, Option<StatusCode>, Retry) {
         | TxError::ValidityTooLong { .. }
         | TxError::NoPossessionProof
         | TxError::AdmissionQuorum { .. }
-        | TxError::OverrideQuorum { .. } => C::InternalError,
+        | TxError::OverrideQuorum { .. }
+        // Storage nodes' audit transactions; a gateway never sends them.
+        | TxError::AuditRoundNotOpen { .. }
+        | TxError::AuditProofLate { .. }
+        | TxError::NotChallenged
+        | TxError::ChallengeNotOpen { .. }
+        | TxError::FragmentNotHeld => C::InternalError,
     };
     (code, None, Retry::No)
 }

@@ -52,9 +52,11 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod audit;
 pub mod codec;
 pub mod dns;
 pub mod lthash;
+pub mod merkle;
 pub mod objects;
 pub mod placement;
 pub mod registry;
@@ -283,6 +285,34 @@ pub enum TxError {
         /// Quorum.
         needed: usize,
     },
+    /// The proof names a round that is not open (an old or future round).
+    #[error("audit round {round} is not open (the open round is {open:?}); prove the current round's challenges")]
+    AuditRoundNotOpen {
+        /// Round named.
+        round: u64,
+        /// The open round, if any.
+        open: Option<u64>,
+    },
+    /// The open round's deadline has passed.
+    #[error("audit round {round}'s deadline was height {deadline}; proofs after it count as missed")]
+    AuditProofLate {
+        /// Round named.
+        round: u64,
+        /// Last height at which its proofs apply.
+        deadline: u64,
+    },
+    /// The node has no challenges in the open round.
+    #[error("this node has no challenges in the open audit round")]
+    NotChallenged,
+    /// A challenge index is out of range or was already answered.
+    #[error("audit challenge {index} does not exist or was already answered; send only open challenges")]
+    ChallengeNotOpen {
+        /// Index given.
+        index: u8,
+    },
+    /// The reporting node does not hold that fragment (per the manifest).
+    #[error("the manifest does not record this fragment as stored on this node")]
+    FragmentNotHeld,
 }
 
 /// Why a block is invalid as a whole (the state is left unchanged).

@@ -157,10 +157,7 @@ pub fn refresh(
     segments: &mut [Segment],
 ) -> Result<(), TxError> {
     for (slot, id) in placement.iter().enumerate().take(64) {
-        if !state
-            .node(id)
-            .is_some_and(|n| registry::is_healthy(state, n))
-        {
+        if !registry::is_storage_endpoint(state, id) {
             for seg in segments.iter_mut() {
                 seg.stored_mask &= !(1u64 << slot);
             }
@@ -195,12 +192,11 @@ fn check(
             continue;
         }
         for (slot, id) in placement.iter().enumerate().take(64) {
-            let healthy = state
-                .node(id)
-                .is_some_and(|n| registry::is_healthy(state, n));
+            let healthy = registry::is_storage_endpoint(state, id);
             if seg.stored_mask >> slot & 1 == 1 && !healthy {
                 return Err(invalid(format!(
-                    "segment {i} marks fragment {slot} as stored on a node that is not healthy"
+                    "segment {i} marks fragment {slot} as stored on a node that is not healthy \
+                     (or that audits marked faulty)"
                 )));
             }
         }

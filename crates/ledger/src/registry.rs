@@ -89,12 +89,22 @@ pub fn count(state: &State, role: Role) -> usize {
     state.nodes().filter(|(_, n)| has_role(n, role)).count()
 }
 
-/// Healthy nodes granted `role`, in id order: the one query every service uses.
+/// True if `id` may hold fragments now: an admitted storage node, healthy, not faulty.
+pub fn is_storage_endpoint(state: &State, id: &NodeId) -> bool {
+    state.node(id).is_some_and(|n| {
+        has_role(n, Role::Storage) && is_healthy(state, n) && !state.is_faulty(id)
+    })
+}
+
+/// Healthy nodes granted `role`, in id order: the one query every service uses. A storage
+/// node that audits marked faulty is never a storage endpoint.
 pub fn endpoints(state: &State, role: Role) -> impl Iterator<Item = (&NodeId, &NodeRecord)> {
     let now_ms = state.time_ms();
-    state
-        .nodes()
-        .filter(move |(_, n)| has_role(n, role) && is_healthy_at(n, now_ms))
+    state.nodes().filter(move |(id, n)| {
+        has_role(n, role)
+            && is_healthy_at(n, now_ms)
+            && !(role == Role::Storage && state.is_faulty(id))
+    })
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 mod codec;
 
 pub(crate) use codec::{
-    key, T_ACCOUNT, T_BUCKET, T_CONFIG, T_GATEWAY, T_NODE, T_OBJECT, T_TOMBSTONE, T_ZONE,
+    key, T_ACCOUNT, T_AUDIT, T_AUDIT_OPEN, T_AUDIT_RECORD, T_BUCKET, T_CONFIG, T_GATEWAY, T_NODE,
+    T_OBJECT, T_TOMBSTONE, T_ZONE,
 };
 use codec::{T_COMMITTEE, T_META};
 
 use crate::{
+    audit::{AuditParams, AuditRecord, NodeRound, Round},
     lthash::LtHash,
     objects::{object_key_suffix, Bucket, ObjectRecord},
     registry, rules,
@@ -108,6 +110,9 @@ pub struct Genesis {
     pub accounts: Vec<(AccountId, String)>,
     /// Nodes.
     pub nodes: Vec<(NodeId, NodeRecordInit)>,
+    /// Audit rounds, deadline and penalties (the devnet's defaults if absent).
+    #[serde(default)]
+    pub audit: AuditParams,
 }
 
 /// What applying a block did, one event per transaction, in block order.
@@ -224,6 +229,57 @@ pub enum Event {
         /// The kept generation.
         generation: u64,
     },
+    /// An audit round opened (at the end of a block).
+    AuditRoundOpened {
+        /// Round number.
+        round: u64,
+        /// Nodes that received challenges.
+        challenged_nodes: usize,
+    },
+    /// A node's audit answers were recorded.
+    AuditProof {
+        /// Node id.
+        node: NodeId,
+        /// Round.
+        round: u64,
+        /// Leaves that verified.
+        proved: usize,
+        /// Leaves that did not (evidence of loss or forgery).
+        failed: usize,
+    },
+    /// A round's verdict on a node (at the round's deadline).
+    AuditVerdict {
+        /// Node id.
+        node: NodeId,
+        /// Round.
+        round: u64,
+        /// Pass, fail or missed.
+        verdict: crate::audit::Verdict,
+        /// Credit after it.
+        credit: u32,
+        /// Strikes after it.
+        strikes: u32,
+        /// Stake taken.
+        slashed: u64,
+    },
+    /// Audits marked a node faulty: no longer placed on; its fragments are repair work.
+    NodeFaulty {
+        /// Node id.
+        node: NodeId,
+    },
+    /// A node reported a lost fragment; its stored bit was cleared.
+    FragmentLost {
+        /// Reporting node.
+        node: NodeId,
+        /// Bucket.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// Segment index.
+        segment: u32,
+        /// Fragment index.
+        fragment: u8,
+    },
     /// A transaction that failed a stateful rule (skipped, not applied).
     TxRejected {
         /// Transaction hash.
@@ -267,6 +323,14 @@ pub struct State {
     pub(crate) tombstones: OrdMap<Vec<u8>, Tombstone>,
     /// (height, object key) of every tombstone, for pruning in order; derived, not an entry.
     pub(crate) tombstone_heights: OrdSet<(u64, Vec<u8>)>,
+    /// Audit parameters (from genesis).
+    pub(crate) audit_params: AuditParams,
+    /// The audit round in progress, if one opened.
+    pub(crate) audit_round: Option<Round>,
+    /// Each challenged node's challenges and outcomes in the open round.
+    pub(crate) audit_open: OrdMap<NodeId, NodeRound>,
+    /// Each audited node's history and standing.
+    pub(crate) audit_records: OrdMap<NodeId, AuditRecord>,
     pub(crate) dirty: OrdSet<Vec<u8>>,
     /// Encodings of entries touched since the last root update, as they were before (`None` =
     /// absent); folded into `acc` at the end of each block.
@@ -289,6 +353,10 @@ impl PartialEq for State {
             && self.zones == other.zones
             && self.committee == other.committee
             && self.tombstones == other.tombstones
+            && self.audit_params == other.audit_params
+            && self.audit_round == other.audit_round
+            && self.audit_open == other.audit_open
+            && self.audit_records == other.audit_records
             && self.root == other.root
     }
 }
@@ -309,6 +377,10 @@ impl State {
             committee: BTreeSet::new(),
             tombstones: OrdMap::new(),
             tombstone_heights: OrdSet::new(),
+            audit_params: AuditParams::default(),
+            audit_round: None,
+            audit_open: OrdMap::new(),
+            audit_records: OrdMap::new(),
             dirty: OrdSet::new(),
             touched: BTreeMap::new(),
             acc: LtHash::new(),
@@ -327,7 +399,9 @@ impl State {
                 ),
             });
         }
+        g.audit.validate()?;
         let mut s = Self::empty(g.chain_id.clone());
+        s.audit_params = g.audit;
         for (id, name) in &g.accounts {
             validate_name(name)?;
             match s.accounts.get(id) {
@@ -388,6 +462,7 @@ impl State {
             }
         }
         s.dirty.insert(vec![T_META]);
+        s.dirty.insert(vec![T_AUDIT]);
         s.reset_root();
         Ok(s)
     }
@@ -474,6 +549,40 @@ impl State {
             .range((lower, std::ops::Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(&start))
             .filter_map(move |(k, o)| std::str::from_utf8(&k[skip..]).ok().map(|key| (key, o)))
+    }
+
+    /// Every object as (bucket, key, record), in (bucket, key) order.
+    pub fn all_objects(&self) -> impl Iterator<Item = (&str, &str, &ObjectRecord)> {
+        self.objects.iter().filter_map(|(k, o)| {
+            let (&n, rest) = k.split_first()?;
+            let (bucket, key) = rest.split_at_checked(usize::from(n))?;
+            Some((
+                std::str::from_utf8(bucket).ok()?,
+                std::str::from_utf8(key).ok()?,
+                o,
+            ))
+        })
+    }
+
+    /// Audit parameters.
+    pub fn audit_params(&self) -> &AuditParams {
+        &self.audit_params
+    }
+    /// The audit round in progress, if any.
+    pub fn audit_round(&self) -> Option<&Round> {
+        self.audit_round.as_ref()
+    }
+    /// `node`'s challenges in the open round, if it has any.
+    pub fn audit_challenges(&self, node: &NodeId) -> Option<&NodeRound> {
+        self.audit_open.get(node)
+    }
+    /// Every node's audit record, sorted by id.
+    pub fn audit_records(&self) -> impl Iterator<Item = (&NodeId, &AuditRecord)> {
+        self.audit_records.iter()
+    }
+    /// True if audits marked `node` faulty.
+    pub fn is_faulty(&self, node: &NodeId) -> bool {
+        self.audit_records.get(node).is_some_and(|r| r.faulty)
     }
 
     /// True if `owner` authorized `gateway` to act for it.
@@ -761,6 +870,7 @@ impl State {
             }
         }
         self.dns_health(&mut events);
+        rules::audits::end_of_block(self, height, &mut events);
         self.prune_tombstones(height);
         self.touch(vec![T_META]);
         self.height = height;

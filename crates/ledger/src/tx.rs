@@ -248,6 +248,10 @@ pub enum TxKind {
         /// (validator operator account, ed25519 signature over [`crate::zones::override_message`]).
         approvals: Vec<(AccountId, Vec<u8>)>,
     },
+    /// A storage node's answers to its audit challenges (signed by its operator).
+    AuditProof(crate::audit::AuditProof),
+    /// A storage node reports that it lost one of its fragments (signed by its operator).
+    FragmentLost(crate::audit::FragmentLost),
 }
 
 /// An unsigned transaction.
@@ -525,6 +529,14 @@ impl Tx {
                 w.u64(*capacity_bytes);
                 write_approvals(w, approvals);
             }
+            TxKind::AuditProof(p) => {
+                w.u8(14);
+                p.write(w);
+            }
+            TxKind::FragmentLost(l) => {
+                w.u8(15);
+                l.write(w);
+            }
         }
     }
 
@@ -649,6 +661,8 @@ impl Tx {
                 capacity_bytes: r.u64()?,
                 approvals: read_approvals(r)?,
             },
+            14 => TxKind::AuditProof(crate::audit::AuditProof::read(r)?),
+            15 => TxKind::FragmentLost(crate::audit::FragmentLost::read(r)?),
             _ => {
                 return Err(TxError::Malformed {
                     reason: "unknown transaction kind",
@@ -813,6 +827,8 @@ impl Tx {
                 validate_plan_fields(plan).map_err(|error| TxError::PlanRejected { error })?;
                 check_approvals(approvals)
             }
+            TxKind::AuditProof(p) => p.validate(),
+            TxKind::FragmentLost(l) => l.validate(),
         }
     }
 }

@@ -16,8 +16,11 @@ use common::*;
 use ed25519_dalek::Signer;
 use std::collections::BTreeMap;
 
-/// State root after [`script`], recorded on the pre-reorganisation code.
-const PINNED_ROOT_HEX: &str = "3d1025e100984553354cf19e08985bbc7b86741957534e59be87bdf6bebe64c7";
+/// State root after [`script`], recorded on the pre-reorganisation code, then re-pinned once
+/// (issue 12) when the audit entry joined the state: that change left the events digest below
+/// unchanged, so the audit entry is the only difference (it was
+/// 3d1025e100984553354cf19e08985bbc7b86741957534e59be87bdf6bebe64c7).
+const PINNED_ROOT_HEX: &str = "068d199dc92388baeb744d58b26d91699d7797a73b1f19b68c88863c1e86a7fe";
 /// blake3 over every block's `{events:?}` and `{receipts:?}`, recorded likewise.
 const PINNED_EVENTS_HEX: &str = "2a0a1c098a5f01390264a82dd25a1d033319fa3d6cddf7d1ff39f05d12109f0a";
 
@@ -40,6 +43,9 @@ fn genesis_all() -> Genesis {
     g.accounts.push((id(&key(GATEWAY)), "gateway".into()));
     push_validators(&mut g, false);
     push_storage_nodes(&mut g, OP);
+    // No audit round opens within the script (they have their own tests): the pin then
+    // checks that adding audits changed nothing else.
+    g.audit.round_blocks = 1_000_000;
     g
 }
 
@@ -398,8 +404,8 @@ fn a_fixed_script_ends_in_the_pinned_root_and_events() {
     assert!(state.tombstone("bk1", "a").is_some(), "kept");
     let root = hex(&state.state_root());
     let digest = hex(&digest);
-    assert_eq!(root, PINNED_ROOT_HEX, "state root moved");
     assert_eq!(digest, PINNED_EVENTS_HEX, "events or receipts moved");
+    assert_eq!(root, PINNED_ROOT_HEX, "state root moved");
     // Reloading gives the same root.
     let reloaded = State::from_entries(state.entries()).unwrap();
     assert_eq!(reloaded.state_root(), state.state_root());

@@ -63,7 +63,7 @@ fn decode_rejects_oversize_before_parsing() {
 #[test]
 fn decode_rejects_bad_enum_tag_and_bad_bool() {
     let mut bytes = tx(ADMIN, 1, cfg("a", "v", 0));
-    bytes[TAG_OFFSET] = 14; // one past the last kind (AdmitNode = 13)
+    bytes[TAG_OFFSET] = 16; // one past the last kind (FragmentLost = 15)
     assert_eq!(malformed(&bytes), "unknown transaction kind");
 
     let mut node = tx(OP, 1, register_node(OP, 4, "10.0.0.1:9000"));
@@ -759,8 +759,11 @@ fn from_entries_rejects_corrupt_input() {
     assert_eq!(corrupt(good[1..].to_vec()), "missing height entry");
     assert_eq!(corrupt(vec![(vec![], vec![])]), "empty key");
     let mut e = good.clone();
-    e.push((vec![10, 1], vec![]));
-    assert_eq!(corrupt(e), "unknown table 10");
+    e.push((vec![13, 1], vec![]));
+    assert_eq!(corrupt(e), "unknown table 13");
+    let mut e = good.clone();
+    e.retain(|(k, _)| k != &[10]);
+    assert_eq!(corrupt(e), "missing audit entry");
     let mut e = good.clone();
     e.push(e[1].clone());
     assert_eq!(corrupt(e), "duplicate key");

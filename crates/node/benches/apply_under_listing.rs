@@ -51,6 +51,7 @@ impl Chain {
         let owner_id = owner.verifying_key().to_bytes();
         let storage: Vec<[u8; 32]> = (0..12u8).map(|i| [100 + i; 32]).collect();
         let genesis = Genesis {
+            audit: Default::default(),
             chain_id: "bench".into(),
             accounts: vec![(owner_id, "owner".into())],
             nodes: storage

@@ -171,6 +171,9 @@ pub struct GenesisFile {
     pub accounts: Vec<GenesisAccount>,
     /// Nodes.
     pub nodes: Vec<GenesisNode>,
+    /// Audit rounds, deadline and penalties (`[audit]`; the devnet's defaults if absent).
+    #[serde(default)]
+    pub audit: cairn_ledger::audit::AuditParams,
 }
 
 /// A node's fully validated configuration.
@@ -382,6 +385,7 @@ impl GenesisFile {
             chain_id: self.chain_id.clone(),
             accounts,
             nodes,
+            audit: self.audit,
         };
         cairn_ledger::State::genesis(&genesis).map_err(|e| ("nodes", e.to_string()))?;
         if self.committee().is_empty() {

@@ -291,6 +291,7 @@ pub fn ensure_layout(dir: &Path, layout: &Layout, keys: Keys) -> Result<bool, St
         ));
     }
     let genesis = GenesisFile {
+        audit: Default::default(),
         chain_id: layout.chain_id.clone(),
         accounts: vec![GenesisAccount {
             public_key: hex(admin.public_key().as_ref()),

@@ -439,6 +439,7 @@ pub(crate) fn test_state() -> State {
         .map(|(i, _)| (*i, format!("n{}", i[0])))
         .collect();
     State::genesis(&Genesis {
+        audit: Default::default(),
         chain_id: "t".into(),
         accounts,
         nodes,

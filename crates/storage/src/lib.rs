@@ -2,7 +2,8 @@
 //!
 //! What it is: erasure coding of segments into fragments ([`erasure`], `reed-solomon-simd`,
 //! default RS(4, 8)), a BLAKE3 Merkle tree over 4 KiB leaves of each fragment whose root is the
-//! fragment's address and the value manifests record ([`merkle`]), a durable on-disk fragment
+//! fragment's address and the value manifests record ([`merkle`], defined in cairn-ledger so that
+//! the ledger can verify audit proofs), a durable on-disk fragment
 //! store ([`store`]), and the fragment protocol between nodes: its contract
 //! ([`protocol::FragmentTransport`], which the gateway pipeline is generic over), request
 //! authentication ([`auth`]: roles from finalized ledger state, fresh single-use ed25519
@@ -37,7 +38,7 @@ pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod erasure;
-pub mod merkle;
+pub use cairn_ledger::merkle;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -80,6 +80,7 @@ impl MemLedger {
             })
             .collect();
         let g = Genesis {
+            audit: Default::default(),
             chain_id: "handlers".into(),
             accounts: vec![
                 (account(GATEWAY_SEED), "gateway".into()),

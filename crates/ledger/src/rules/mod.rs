@@ -2,8 +2,9 @@
 //! apply together: [`accounts`] (the signer's nonce for every transaction, `RegisterAccount`,
 //! `ConfigSet`), [`nodes`] (`RegisterNode`, `AdmitNode`, `Heartbeat`), [`buckets`]
 //! (`CreateBucket`, `DeleteBucket`, `AuthorizeGateway`), [`objects`] (`PutObject`,
-//! `DeleteObject` with versions and tombstones) and [`dns`] (`ZoneUpdate`, `ManageName`,
-//! `DnsPlan`, `DnsOverride`).
+//! `DeleteObject` with versions and tombstones), [`dns`] (`ZoneUpdate`, `ManageName`,
+//! `DnsPlan`, `DnsOverride`) and [`audits`] (`AuditProof`, `FragmentLost`, and the rounds'
+//! opening and judging at the end of each block).
 //!
 //! Contract: [`check`] reads the state, changes nothing, and returns a [`Checked`] value that
 //! holds every record the transaction writes, computed once (full new records, not deltas);
@@ -12,6 +13,7 @@
 //! changes the state between the two.
 
 mod accounts;
+pub(crate) mod audits;
 mod buckets;
 mod dns;
 mod nodes;
@@ -37,6 +39,8 @@ pub(crate) enum Change {
     Object(objects::Change),
     /// DNS zones.
     Dns(dns::Change),
+    /// Audit proofs and lost fragments.
+    Audit(audits::Change),
 }
 
 /// A transaction that passed its stateful checks, with everything its apply writes.
@@ -199,6 +203,10 @@ pub(crate) fn check(state: &State, stx: &SignedTx, height: u64) -> Result<Checke
         } => Change::Dns(dns::check_override(
             state, signer, origin, name, plan, approvals, height,
         )?),
+        TxKind::AuditProof(proof) => {
+            Change::Audit(audits::check_proof(state, signer, proof, height)?)
+        }
+        TxKind::FragmentLost(lost) => Change::Audit(audits::check_lost(state, signer, lost)?),
     };
     Ok(Checked {
         signer: *signer,
@@ -222,5 +230,6 @@ pub(crate) fn apply(state: &mut State, checked: Checked) -> Event {
         Change::Bucket(c) => buckets::apply(state, c),
         Change::Object(c) => objects::apply(state, c),
         Change::Dns(c) => dns::apply(state, c),
+        Change::Audit(c) => audits::apply(state, c),
     }
 }

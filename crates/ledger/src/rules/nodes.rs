@@ -3,7 +3,8 @@
 
 use crate::{
     admission::{self, NO_ROLES},
-    state::{key, Event, NodeRecord, State, T_NODE},
+    audit::AuditRecord,
+    state::{key, Event, NodeRecord, State, T_AUDIT_RECORD, T_NODE},
     tx::Roles,
     AccountId, NodeId, TxError,
 };
@@ -12,8 +13,13 @@ use crate::{
 pub(crate) enum Change {
     /// A new pending node.
     Registered { node: NodeId, record: NodeRecord },
-    /// A node with its new grant.
-    Admitted { node: NodeId, record: NodeRecord },
+    /// A node with its new grant, and its audit record cleared of strikes and `faulty` if it
+    /// had one (a re-admission is the committee's decision to trust it again).
+    Admitted {
+        node: NodeId,
+        record: NodeRecord,
+        audit: Option<AuditRecord>,
+    },
     /// A node with its new heartbeat.
     Heartbeat {
         node: NodeId,
@@ -73,9 +79,15 @@ pub(super) fn check_admit(
     approvals: &[(AccountId, Vec<u8>)],
 ) -> Result<Change, TxError> {
     let admitted = admission::check_admit(state, node, roles, capacity_bytes, approvals)?;
+    let audit = state.audit_records.get(node).map(|r| AuditRecord {
+        strikes: 0,
+        faulty: false,
+        ..r.clone()
+    });
     Ok(Change::Admitted {
         node: admitted.node,
         record: admitted.record,
+        audit,
     })
 }
 
@@ -117,7 +129,15 @@ pub(super) fn apply(state: &mut State, change: Change) -> Event {
             };
             (node, record, event)
         }
-        Change::Admitted { node, record } => {
+        Change::Admitted {
+            node,
+            record,
+            audit,
+        } => {
+            if let Some(audit) = audit {
+                state.touch(key(T_AUDIT_RECORD, &node));
+                state.audit_records.insert(node, audit);
+            }
             let event = Event::NodeAdmitted {
                 node,
                 roles: record.roles.clone(),

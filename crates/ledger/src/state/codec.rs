@@ -6,6 +6,7 @@
 use super::{Account, ConfigEntry, NodeRecord, State, MAX_CHAIN_ID_SIZE_BYTES};
 use crate::{
     admission::{read_roles, write_roles},
+    audit::{self, AuditParams, Round},
     codec::{Reader, Writer},
     objects::{
         dec_bucket, dec_object, enc_bucket, enc_object, gateway_key_suffix, split_object_key,
@@ -30,6 +31,12 @@ pub(crate) const T_GATEWAY: u8 = 6;
 pub(crate) const T_ZONE: u8 = 7;
 pub(crate) const T_COMMITTEE: u8 = 8;
 pub(crate) const T_TOMBSTONE: u8 = 9;
+/// Audit parameters and the open round (one entry, empty id).
+pub(crate) const T_AUDIT: u8 = 10;
+/// One node's challenges in the open round.
+pub(crate) const T_AUDIT_OPEN: u8 = 11;
+/// One node's audit record.
+pub(crate) const T_AUDIT_RECORD: u8 = 12;
 
 /// The entry key of `id` in `table`.
 pub(crate) fn key(table: u8, id: &[u8]) -> Vec<u8> {
@@ -159,6 +166,52 @@ fn dec_meta(b: &[u8]) -> Result<(String, u64, u64), TxError> {
     Ok((chain_id, height, time_ms))
 }
 
+fn enc_audit(params: &AuditParams, round: Option<&Round>) -> Vec<u8> {
+    let mut w = Writer::default();
+    params.write(&mut w);
+    match round {
+        None => w.u8(0),
+        Some(r) => {
+            w.u8(1);
+            w.u64(r.number);
+            w.u64(r.opened_height);
+            w.fixed(&r.seed);
+            w.bool(r.judged);
+        }
+    }
+    w.0
+}
+
+fn dec_audit(b: &[u8]) -> Result<(AuditParams, Option<Round>), TxError> {
+    let mut r = Reader::new(b);
+    let params = AuditParams::read(&mut r)?;
+    let round = match r.u8()? {
+        0 => None,
+        1 => Some(Round {
+            number: r.u64()?,
+            opened_height: r.u64()?,
+            seed: r.fixed::<32>()?,
+            judged: r.bool()?,
+        }),
+        _ => return Err(TxError::Malformed { reason: "round tag" }),
+    };
+    r.finish()?;
+    Ok((params, round))
+}
+
+fn encoded<T>(v: &T, write: fn(&mut Writer, &T)) -> Vec<u8> {
+    let mut w = Writer::default();
+    write(&mut w, v);
+    w.0
+}
+
+fn decoded<T>(b: &[u8], read: fn(&mut Reader<'_>) -> Result<T, TxError>) -> Result<T, TxError> {
+    let mut r = Reader::new(b);
+    let v = read(&mut r)?;
+    r.finish()?;
+    Ok(v)
+}
+
 impl State {
     /// How many entries [`State::entries`] would return, without encoding any.
     pub fn entry_count(&self) -> usize {
@@ -171,6 +224,9 @@ impl State {
             + self.zones.len()
             + self.committee.len()
             + self.tombstones.len()
+            + 1
+            + self.audit_open.len()
+            + self.audit_records.len()
     }
 
     /// Every entry as canonical (key, value) bytes, sorted by key; keys start with a table byte.
@@ -226,6 +282,20 @@ impl State {
                 .iter()
                 .map(|(k, t)| (key(T_TOMBSTONE, k), t.encode())),
         );
+        out.push((
+            vec![T_AUDIT],
+            enc_audit(&self.audit_params, self.audit_round.as_ref()),
+        ));
+        out.extend(
+            self.audit_open
+                .iter()
+                .map(|(id, r)| (key(T_AUDIT_OPEN, id), encoded(r, audit::write_round))),
+        );
+        out.extend(
+            self.audit_records
+                .iter()
+                .map(|(id, r)| (key(T_AUDIT_RECORD, id), encoded(r, audit::write_record))),
+        );
         debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "entries sorted");
         debug_assert_eq!(out.len(), self.entry_count());
         out
@@ -263,6 +333,17 @@ impl State {
                 .contains(<&NodeId>::try_from(id).ok()?)
                 .then(Vec::new),
             T_TOMBSTONE => self.tombstones.get(id).map(Tombstone::encode),
+            T_AUDIT => id.is_empty().then(|| {
+                enc_audit(&self.audit_params, self.audit_round.as_ref())
+            }),
+            T_AUDIT_OPEN => self
+                .audit_open
+                .get(<&NodeId>::try_from(id).ok()?)
+                .map(|r| encoded(r, audit::write_round)),
+            T_AUDIT_RECORD => self
+                .audit_records
+                .get(<&NodeId>::try_from(id).ok()?)
+                .map(|r| encoded(r, audit::write_record)),
             _ => None,
         }
     }
@@ -273,6 +354,7 @@ impl State {
     ) -> Result<Self, StateError> {
         let mut s = Self::empty(String::new());
         let mut meta = false;
+        let mut audit_entry = false;
         for (k, v) in entries {
             let Some((table, id)) = k.split_first() else {
                 return Err(corrupt("empty key"));
@@ -362,6 +444,31 @@ impl State {
                     s.tombstone_heights.insert((t.height, id.to_vec()));
                     s.tombstones.insert(id.to_vec(), t).is_some()
                 }
+                T_AUDIT => {
+                    if !id.is_empty() {
+                        return Err(corrupt("audit key has a suffix"));
+                    }
+                    let (params, round) = dec_audit(&v).map_err(corrupt_entry("audit entry"))?;
+                    s.audit_params = params;
+                    s.audit_round = round;
+                    std::mem::replace(&mut audit_entry, true)
+                }
+                T_AUDIT_OPEN => {
+                    let id: NodeId = id
+                        .try_into()
+                        .map_err(|_| corrupt("audit round key is not 32 bytes"))?;
+                    let r = decoded(&v, audit::read_round)
+                        .map_err(corrupt_entry("audit round entry"))?;
+                    s.audit_open.insert(id, r).is_some()
+                }
+                T_AUDIT_RECORD => {
+                    let id: NodeId = id
+                        .try_into()
+                        .map_err(|_| corrupt("audit record key is not 32 bytes"))?;
+                    let r = decoded(&v, audit::read_record)
+                        .map_err(corrupt_entry("audit record entry"))?;
+                    s.audit_records.insert(id, r).is_some()
+                }
                 other => return Err(corrupt(format!("unknown table {other}"))),
             };
             if duplicate {
@@ -370,6 +477,9 @@ impl State {
         }
         if !meta {
             return Err(corrupt("missing height entry"));
+        }
+        if !audit_entry {
+            return Err(corrupt("missing audit entry"));
         }
         s.reset_root();
         Ok(s)

@@ -38,6 +38,7 @@ pub fn roles(validator: bool, storage: bool) -> Roles {
 
 pub fn genesis() -> Genesis {
     Genesis {
+        audit: Default::default(),
         chain_id: "test".into(),
         accounts: vec![
             (id(&key(ADMIN)), "admin".into()),
