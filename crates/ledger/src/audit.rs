@@ -45,8 +45,10 @@ pub const CREDIT_MAX: u32 = 1_000;
 /// Credit of a node before its first round.
 pub const CREDIT_START: u32 = 500;
 
-/// Audit parameters, fixed at genesis (validated by [`AuditParams::validate`]).
+/// Audit parameters, fixed at genesis (validated by [`AuditParams::validate`]); a key left
+/// out of the genesis `[audit]` table takes its default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditParams {
     /// Blocks per round (`AUDIT_ROUND_BLOCKS`).
     pub round_blocks: u64,
@@ -59,12 +61,12 @@ pub struct AuditParams {
 }
 
 impl Default for AuditParams {
-    /// The devnet's: a round about every minute at two blocks a second, half a round to
-    /// answer, S = 16, faulty after three failed or six missed rounds in a row.
+    /// The devnet's: a round about every minute (the devnet finalizes 4–8 blocks a second),
+    /// half a round to answer, S = 16, faulty after three failed or six missed rounds in a row.
     fn default() -> Self {
         Self {
-            round_blocks: 120,
-            deadline_blocks: 60,
+            round_blocks: 240,
+            deadline_blocks: 120,
             challenges_per_node: 16,
             faulty_after_strikes: 6,
         }
@@ -214,6 +216,8 @@ pub struct AuditRecord {
     pub last_proof_bytes: u64,
     /// Stake taken by penalties so far.
     pub slashed_total: u64,
+    /// Fragments it reported lost (`FragmentLost`).
+    pub lost_reported: u64,
 }
 
 impl Default for AuditRecord {
@@ -228,6 +232,7 @@ impl Default for AuditRecord {
             faulty: false,
             last_proof_bytes: 0,
             slashed_total: 0,
+            lost_reported: 0,
         }
     }
 }
@@ -342,7 +347,10 @@ impl AuditProof {
             if l.challenge >= MAX_CHALLENGES_PER_NODE || !seen.insert(l.challenge) {
                 return Err(invalid(
                     "leaves",
-                    format!("challenge index {} is out of range or repeated", l.challenge),
+                    format!(
+                        "challenge index {} is out of range or repeated",
+                        l.challenge
+                    ),
                 ));
             }
             if l.data.len() > LEAF_SIZE_BYTES || l.path.len() > MAX_PATH_HASHES {
@@ -463,6 +471,15 @@ fn for_each_fragment(
     }
 }
 
+/// Every fragment the manifests record as stored on `node`, in canonical order, each as a
+/// challenge of its leaf 0 (what the scrubber walks and a `FragmentLost` names).
+pub fn held_fragments(state: &State, node: &NodeId) -> Vec<Challenge> {
+    let only = BTreeSet::from([*node]);
+    let mut out = Vec::new();
+    for_each_fragment(state, &only, |_, make| out.push(make()));
+    out
+}
+
 /// The challenges of a round with `seed`: for every audited node holding fragments, up to
 /// `per_node` distinct fragments uniformly without replacement, one uniform leaf each.
 pub fn derive_challenges(
@@ -572,6 +589,20 @@ pub fn judge(
     (r, slashed)
 }
 
+/// Credit a self-reported lost fragment costs: less than being caught (a miss costs 10 per
+/// strike, a fail 50) so honest reporting pays, but not free, so a node cannot shed data (and
+/// hand the network its repair) at no cost. No strike and no stake.
+pub const LOST_FRAGMENT_CREDIT: u32 = 1;
+
+/// The record after its node reported one lost fragment.
+pub fn charge_loss(rec: &AuditRecord) -> AuditRecord {
+    AuditRecord {
+        lost_reported: rec.lost_reported.saturating_add(1),
+        credit: rec.credit.saturating_sub(LOST_FRAGMENT_CREDIT),
+        ..rec.clone()
+    }
+}
+
 /// Probability that `s` challenges drawn without replacement among `n` fragments hit at least
 /// one of `lost` (hypergeometric): 1 - C(n - lost, s) / C(n, s). For docs, the CLI and tests;
 /// never used by a rule (floating point).
@@ -600,6 +631,7 @@ pub(crate) fn write_record(w: &mut Writer, r: &AuditRecord) {
     w.bool(r.faulty);
     w.u64(r.last_proof_bytes);
     w.u64(r.slashed_total);
+    w.u64(r.lost_reported);
 }
 
 pub(crate) fn read_record(r: &mut Reader<'_>) -> Result<AuditRecord, TxError> {
@@ -616,6 +648,7 @@ pub(crate) fn read_record(r: &mut Reader<'_>) -> Result<AuditRecord, TxError> {
         faulty: r.bool()?,
         last_proof_bytes: r.u64()?,
         slashed_total: r.u64()?,
+        lost_reported: r.u64()?,
     };
     if rec.credit > CREDIT_MAX {
         return Err(TxError::Malformed {

@@ -294,7 +294,9 @@ pub enum TxError {
         open: Option<u64>,
     },
     /// The open round's deadline has passed.
-    #[error("audit round {round}'s deadline was height {deadline}; proofs after it count as missed")]
+    #[error(
+        "audit round {round}'s deadline was height {deadline}; proofs after it count as missed"
+    )]
     AuditProofLate {
         /// Round named.
         round: u64,
@@ -305,7 +307,9 @@ pub enum TxError {
     #[error("this node has no challenges in the open audit round")]
     NotChallenged,
     /// A challenge index is out of range or was already answered.
-    #[error("audit challenge {index} does not exist or was already answered; send only open challenges")]
+    #[error(
+        "audit challenge {index} does not exist or was already answered; send only open challenges"
+    )]
     ChallengeNotOpen {
         /// Index given.
         index: u8,

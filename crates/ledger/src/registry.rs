@@ -91,9 +91,9 @@ pub fn count(state: &State, role: Role) -> usize {
 
 /// True if `id` may hold fragments now: an admitted storage node, healthy, not faulty.
 pub fn is_storage_endpoint(state: &State, id: &NodeId) -> bool {
-    state.node(id).is_some_and(|n| {
-        has_role(n, Role::Storage) && is_healthy(state, n) && !state.is_faulty(id)
-    })
+    state
+        .node(id)
+        .is_some_and(|n| has_role(n, Role::Storage) && is_healthy(state, n) && !state.is_faulty(id))
 }
 
 /// Healthy nodes granted `role`, in id order: the one query every service uses. A storage

@@ -110,10 +110,12 @@ impl Net {
     /// Empty blocks (with heartbeats every 5, so storage nodes stay healthy) up to `height`.
     fn run_to(&mut self, height: u64) {
         while self.state.height() < height {
-            let txs = if self.state.height() % 5 == 0 {
+            let txs = if self.state.height().is_multiple_of(5) {
                 self.heartbeat_seq += 1;
                 let seq = self.heartbeat_seq;
-                (0..12).map(|i| self.stx(OP, heartbeat(storage_node(i), seq))).collect()
+                (0..12)
+                    .map(|i| self.stx(OP, heartbeat(storage_node(i), seq)))
+                    .collect()
             } else {
                 vec![]
             };
@@ -210,7 +212,10 @@ fn honest_answers_pass_silence_misses_and_forgery_fails() {
     let mut forged = net.honest(storage_node(6));
     forged.leaves[1].data[0] ^= 1;
     txs.push(proof_tx(&mut net, forged));
-    assert!(net.block(txs).iter().all(Result::is_ok), "bad data is evidence, not a refusal");
+    assert!(
+        net.block(txs).iter().all(Result::is_ok),
+        "bad data is evidence, not a refusal"
+    );
     let stake_before = net.state.node(&storage_node(6)).unwrap().stake;
     net.run_to(15);
     let v = net.verdicts(1);
@@ -337,7 +342,12 @@ fn a_silent_node_becomes_faulty_and_leaves_placement_and_audits() {
             .count(),
         1
     );
-    let rec = net.state.audit_records().find(|(id, _)| **id == silent).unwrap().1;
+    let rec = net
+        .state
+        .audit_records()
+        .find(|(id, _)| **id == silent)
+        .unwrap()
+        .1;
     assert_eq!((rec.misses, rec.passes), (6, 0));
     assert!(rec.credit < audit::CREDIT_START);
     // Faulty nodes are never placed on again, and the ledger refuses a manifest that does.
@@ -400,6 +410,19 @@ fn a_lost_fragment_leaves_the_manifest() {
     );
     let seg = &net.state.object(BUCKET, "obj-2").unwrap().manifest.segments[0];
     assert_eq!(seg.stored_mask, 0xfff & !(1 << 3));
+    // Reporting costs a little credit, no strike and no stake.
+    let rec = net
+        .state
+        .audit_records()
+        .find(|(id, _)| **id == storage_node(3))
+        .unwrap()
+        .1;
+    assert_eq!(rec.lost_reported, 1);
+    assert_eq!(
+        rec.credit,
+        audit::CREDIT_START - audit::LOST_FRAGMENT_CREDIT
+    );
+    assert_eq!((rec.strikes, rec.slashed_total), (0, 0));
     // The node is no longer challenged for it.
     net.run_to(10);
     let nr = net.state.audit_challenges(&storage_node(3)).unwrap();

@@ -45,7 +45,13 @@ fn genesis_all() -> Genesis {
     push_storage_nodes(&mut g, OP);
     // No audit round opens within the script (they have their own tests): the pin then
     // checks that adding audits changed nothing else.
-    g.audit.round_blocks = 1_000_000;
+    // Explicit, so the devnet defaults can change without moving the pin.
+    g.audit = cairn_ledger::audit::AuditParams {
+        round_blocks: 1_000_000,
+        deadline_blocks: 60,
+        challenges_per_node: 16,
+        faulty_after_strikes: 6,
+    };
     g
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Endpoints: `GET /status` (with `healthy`: false once a critical worker failed, and the
 //! names of failed critical workers), `GET /workers` ([`crate::tasks::WorkersReport`]),
-//! `GET /nodes`, `GET /blocks/{height}`, `GET /accounts/{hex}`,
+//! `GET /nodes`, `GET /audit` ([`crate::audit::AuditView`]), `GET /blocks/{height}`,
+//! `GET /accounts/{hex}`,
 //! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
 //! (Prometheus text). Connections, timeouts and body rates are bounded by `crate::conn`.
@@ -45,6 +46,8 @@ pub struct Admin {
     pub health: Health,
     /// The DNS server's counters, once it serves (exported on `/metrics`).
     pub dns_stats: Arc<std::sync::OnceLock<Arc<cairn_dns::server::Stats>>>,
+    /// The audit workers' counters, on storage nodes (exported on `/metrics`).
+    pub audit_stats: Arc<std::sync::OnceLock<Arc<cairn_storage::prover::AuditStats>>>,
 }
 
 /// Binds the admin listener (fails fast with a clear error if the port is taken).
@@ -122,6 +125,10 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["status"]) => json_response(StatusCode::OK, json!(status(admin))),
+        (&Method::GET, ["audit"]) => json_response(
+            StatusCode::OK,
+            json!(crate::audit::view(&admin.shared.snapshot())),
+        ),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, json!(nodes_view(admin))),
         (&Method::GET, ["workers"]) => json_response(StatusCode::OK, json!(admin.health.report())),
         (&Method::GET, ["blocks", height]) => {
@@ -256,6 +263,9 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 admin.shared.mempool.len()
             ));
             if let Some(stats) = admin.dns_stats.get() {
+                text.push_str(&stats.prometheus());
+            }
+            if let Some(stats) = admin.audit_stats.get() {
                 text.push_str(&stats.prometheus());
             }
             Response::builder()

@@ -21,6 +21,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Per node: rounds, passes, fails, misses, credit, strikes, state, last proof size.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run a whole local network, one process per node (creates the layout on first run).
     Devnet {
@@ -74,6 +80,14 @@ enum Command {
     Status {
         /// Admin endpoint of any node.
         #[arg(long, default_value = "127.0.0.1:8100")]
+        endpoint: String,
+    },
+    /// Storage audits: `cairn audit status` lists every audited node's standing.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        /// Admin endpoint of any node.
+        #[arg(long, default_value = "127.0.0.1:8100", global = true)]
         endpoint: String,
     },
     /// Build, sign and submit a transaction.
@@ -340,6 +354,12 @@ pub fn main() -> ExitCode {
         Command::Status { endpoint } => {
             restore_default_sigpipe();
             status(&endpoint)
+        }
+        Command::Audit { command, endpoint } => {
+            restore_default_sigpipe();
+            match command {
+                AuditCommand::Status => crate::audit::print_status(&endpoint),
+            }
         }
         Command::Tx {
             endpoint,

@@ -55,6 +55,8 @@ pub struct Tuning {
     pub mempool_max_txs: Option<usize>,
     /// Interval between this node's heartbeat transactions (0 disables).
     pub heartbeat_interval_ms: Option<u64>,
+    /// Average read rate of the fragment scrubber (storage nodes; 0 = unpaced).
+    pub scrub_bytes_per_sec: Option<u64>,
 }
 
 /// `node.toml`: one node's identity, addresses and storage.

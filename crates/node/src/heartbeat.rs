@@ -79,7 +79,7 @@ mod tests {
     fn shared_with_node(key: &ed25519::PrivateKey) -> Arc<Shared> {
         let addr = "127.0.0.1:1".parse().unwrap();
         let genesis = GenesisFile {
-        audit: Default::default(),
+            audit: Default::default(),
             chain_id: "hb-test".into(),
             accounts: vec![GenesisAccount {
                 public_key: hex(ed25519::PrivateKey::from_seed(99).public_key().as_ref()),

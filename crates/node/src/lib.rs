@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod admission;
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod bench_storage;
 pub mod cli;

@@ -223,6 +223,7 @@ pub async fn start_node(
     tasks.start(finalizer_worker(node.finalizer_exit.clone()));
     tasks.start(p2p_worker(network));
     let metrics_ctx = ctx.child("admin");
+    let mut audit_store = None;
     if let Some(listener) = fragment_listener {
         let dir = cfg.file.data_dir.join("fragments");
         let store = cairn_storage::FragmentStore::open(&dir, DEFAULT_MAX_CONCURRENT_WRITES)
@@ -231,6 +232,7 @@ pub async fn start_node(
                 source: std::io::Error::other(e.to_string()),
             })?;
         let shared = node.shared.clone();
+        audit_store = Some(store.clone());
         let server = cairn_storage::server::FragmentServer::new(
             id,
             store,
@@ -246,6 +248,7 @@ pub async fn start_node(
         ));
     }
     let dns_stats = Arc::new(std::sync::OnceLock::new());
+    let audit_stats = Arc::new(std::sync::OnceLock::new());
     let admin = Arc::new(Admin {
         name: entry.name.clone(),
         chain_id: genesis.chain_id.clone(),
@@ -256,9 +259,24 @@ pub async fn start_node(
         metrics: Box::new(move || metrics_ctx.encode()),
         health: health.clone(),
         dns_stats: dns_stats.clone(),
+        audit_stats: audit_stats.clone(),
     });
     tasks.start(serving("admin", true, admin::serve(listener, admin)));
     let nonces = Arc::new(Nonces::new(id));
+    if let Some(store) = audit_store {
+        let chain = Arc::new(crate::audit::NodeChain::new(
+            node.shared.clone(),
+            nonces.clone(),
+            &cfg.key,
+        ));
+        let rate = tuning
+            .scrub_bytes_per_sec
+            .unwrap_or(crate::audit::DEFAULT_SCRUB_BYTES_PER_SEC);
+        let clocks = (ctx.child("prover"), ctx.child("scrubber"));
+        let stats = crate::audit::start_workers(&mut tasks, clocks, chain, id, store, rate);
+        // Set once: one prover per node.
+        let _ = audit_stats.set(stats);
+    }
     if let Some(s3cfg) = &cfg.file.s3 {
         if !entry.roles.iter().any(|r| r == "gateway") {
             return Err(RunError::Config(format!(

@@ -40,6 +40,7 @@ pub mod conn;
 pub mod erasure;
 pub use cairn_ledger::merkle;
 pub mod protocol;
+pub mod prover;
 pub mod server;
 pub mod store;
 

@@ -115,7 +115,8 @@ impl FragmentStore {
         })
     }
 
-    fn path_of(&self, root: &Hash) -> PathBuf {
+    /// Where the fragment `root` lives on disk (drills and tests damage fragments there).
+    pub fn path_of(&self, root: &Hash) -> PathBuf {
         let h = hex(root);
         self.dir.join(&h[..2]).join(format!("{h}.frag"))
     }

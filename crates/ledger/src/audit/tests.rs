@@ -15,7 +15,7 @@ fn default_params_are_valid_and_bad_ones_are_refused() {
             ..params()
         },
         AuditParams {
-            deadline_blocks: 120,
+            deadline_blocks: 240,
             ..params()
         },
         AuditParams {
@@ -78,7 +78,10 @@ fn the_penalty_schedule_escalates_and_a_pass_clears_it() {
     assert!(r6.faulty);
     // A pass clears strikes and earns one credit, up to the cap.
     let (ok, s) = judge(&r1, Verdict::Pass, 1_000, 4_500, &p);
-    assert_eq!((ok.strikes, s, ok.passes, ok.last_proof_bytes), (0, 0, 1, 4_500));
+    assert_eq!(
+        (ok.strikes, s, ok.passes, ok.last_proof_bytes),
+        (0, 0, 1, 4_500)
+    );
     assert_eq!(ok.credit, r1.credit + 1);
     let full = AuditRecord {
         credit: CREDIT_MAX,

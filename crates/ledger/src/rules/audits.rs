@@ -4,7 +4,7 @@
 //! live in [`crate::audit`].
 
 use crate::{
-    audit::{self, AuditProof, FragmentLost, NodeRound, Outcome, Round},
+    audit::{self, AuditProof, AuditRecord, FragmentLost, NodeRound, Outcome, Round},
     objects::{object_key_suffix, ObjectRecord},
     state::{key, Event, State, T_AUDIT, T_AUDIT_OPEN, T_AUDIT_RECORD, T_NODE, T_OBJECT},
     AccountId, NodeId, TxError,
@@ -19,10 +19,12 @@ pub(crate) enum Change {
         proved: usize,
         failed: usize,
     },
-    /// The object after clearing the lost fragment's stored bit.
+    /// The object after clearing the lost fragment's stored bit, and the node's audit record
+    /// charged for the loss.
     Lost {
         object_key: Vec<u8>,
-        record: ObjectRecord,
+        record: Box<ObjectRecord>,
+        audit: AuditRecord,
         lost: FragmentLost,
     },
 }
@@ -114,11 +116,19 @@ pub(super) fn check_lost(
     if !held {
         return Err(TxError::FragmentNotHeld);
     }
-    let mut record = rec.clone();
+    let mut record = Box::new(rec.clone());
     record.manifest.segments[lost.segment as usize].stored_mask &= !(1u64 << slot);
+    let audit = audit::charge_loss(
+        &state
+            .audit_records
+            .get(&lost.node)
+            .cloned()
+            .unwrap_or_default(),
+    );
     Ok(Change::Lost {
         object_key,
         record,
+        audit,
         lost: lost.clone(),
     })
 }
@@ -144,10 +154,13 @@ pub(super) fn apply(state: &mut State, change: Change) -> Event {
         Change::Lost {
             object_key,
             record,
+            audit,
             lost,
         } => {
             state.touch(key(T_OBJECT, &object_key));
-            state.objects.insert(object_key, record);
+            state.objects.insert(object_key, *record);
+            state.touch(key(T_AUDIT_RECORD, &lost.node));
+            state.audit_records.insert(lost.node, audit);
             Event::FragmentLost {
                 node: lost.node,
                 bucket: lost.bucket,
@@ -170,7 +183,7 @@ pub(crate) fn end_of_block(state: &mut State, height: u64, events: &mut Vec<Even
     if due {
         judge_round(state, events);
     }
-    if height % params.round_blocks == 0 {
+    if height.is_multiple_of(params.round_blocks) {
         if !state.audit_open.is_empty() {
             judge_round(state, events);
         }

@@ -193,7 +193,11 @@ fn dec_audit(b: &[u8]) -> Result<(AuditParams, Option<Round>), TxError> {
             seed: r.fixed::<32>()?,
             judged: r.bool()?,
         }),
-        _ => return Err(TxError::Malformed { reason: "round tag" }),
+        _ => {
+            return Err(TxError::Malformed {
+                reason: "round tag",
+            })
+        }
     };
     r.finish()?;
     Ok((params, round))
@@ -333,9 +337,9 @@ impl State {
                 .contains(<&NodeId>::try_from(id).ok()?)
                 .then(Vec::new),
             T_TOMBSTONE => self.tombstones.get(id).map(Tombstone::encode),
-            T_AUDIT => id.is_empty().then(|| {
-                enc_audit(&self.audit_params, self.audit_round.as_ref())
-            }),
+            T_AUDIT => id
+                .is_empty()
+                .then(|| enc_audit(&self.audit_params, self.audit_round.as_ref())),
             T_AUDIT_OPEN => self
                 .audit_open
                 .get(<&NodeId>::try_from(id).ok()?)
