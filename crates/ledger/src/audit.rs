@@ -361,24 +361,40 @@ impl AuditProof {
     }
 }
 
+/// (bucket, key, segment, slot): where one fragment sits.
+fn write_fragment_ref(w: &mut Writer, bucket: &str, key: &str, segment: u32, fragment: u8) {
+    w.str(bucket);
+    w.str(key);
+    w.u64(u64::from(segment));
+    w.u8(fragment);
+}
+
+fn read_fragment_ref(r: &mut Reader<'_>) -> Result<(String, String, u32, u8), TxError> {
+    Ok((
+        r.str(crate::objects::MAX_BUCKET_NAME_SIZE_BYTES)?,
+        r.str(crate::objects::MAX_OBJECT_KEY_SIZE_BYTES)?,
+        u32::try_from(r.u64()?).map_err(|_| TxError::Malformed {
+            reason: "segment index",
+        })?,
+        r.u8()?,
+    ))
+}
+
 impl FragmentLost {
     pub(crate) fn write(&self, w: &mut Writer) {
         w.fixed(&self.node);
-        w.str(&self.bucket);
-        w.str(&self.key);
-        w.u64(u64::from(self.segment));
-        w.u8(self.fragment);
+        write_fragment_ref(w, &self.bucket, &self.key, self.segment, self.fragment);
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, TxError> {
+        let node = r.fixed::<32>()?;
+        let (bucket, key, segment, fragment) = read_fragment_ref(r)?;
         Ok(Self {
-            node: r.fixed::<32>()?,
-            bucket: r.str(crate::objects::MAX_BUCKET_NAME_SIZE_BYTES)?,
-            key: r.str(crate::objects::MAX_OBJECT_KEY_SIZE_BYTES)?,
-            segment: u32::try_from(r.u64()?).map_err(|_| TxError::Malformed {
-                reason: "segment index",
-            })?,
-            fragment: r.u8()?,
+            node,
+            bucket,
+            key,
+            segment,
+            fragment,
         })
     }
 
@@ -663,10 +679,7 @@ pub(crate) fn write_round(w: &mut Writer, nr: &NodeRound) {
     w.u64(nr.proof_bytes);
     w.len(nr.challenges.len());
     for (c, o) in nr.challenges.iter().zip(&nr.outcomes) {
-        w.str(&c.bucket);
-        w.str(&c.key);
-        w.u64(u64::from(c.segment));
-        w.u8(c.fragment);
+        write_fragment_ref(w, &c.bucket, &c.key, c.segment, c.fragment);
         w.u64(c.leaf);
         w.fixed(&c.root);
         w.u64(c.fragment_len);
@@ -685,13 +698,12 @@ pub(crate) fn read_round(r: &mut Reader<'_>) -> Result<NodeRound, TxError> {
     let mut challenges = Vec::with_capacity(n);
     let mut outcomes = Vec::with_capacity(n);
     for _ in 0..n {
+        let (bucket, key, segment, fragment) = read_fragment_ref(r)?;
         challenges.push(Challenge {
-            bucket: r.str(crate::objects::MAX_BUCKET_NAME_SIZE_BYTES)?,
-            key: r.str(crate::objects::MAX_OBJECT_KEY_SIZE_BYTES)?,
-            segment: u32::try_from(r.u64()?).map_err(|_| TxError::Malformed {
-                reason: "segment index",
-            })?,
-            fragment: r.u8()?,
+            bucket,
+            key,
+            segment,
+            fragment,
             leaf: r.u64()?,
             root: r.fixed::<32>()?,
             fragment_len: r.u64()?,

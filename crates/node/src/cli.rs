@@ -122,8 +122,9 @@ enum Command {
         /// The devnet's directory.
         #[arg(long, default_value = "devnet")]
         dir: PathBuf,
-        /// stop-zone Z | start-zone Z | stop-node N | start-node N | partition-node N | heal-node N | status
-        #[arg(required = true, num_args = 1..=2)]
+        /// stop-zone Z | start-zone Z | stop-node N | start-node N | partition-node N | heal-node N | status |
+        /// corrupt-node N PERCENT (flips a byte in PERCENT% of N's fragment files on disk)
+        #[arg(required = true, num_args = 1..=3)]
         command: Vec<String>,
     },
     /// Upload a file: `cairn put FILE s3://bucket/key` (AWS_* env vars or devnet/s3.env).

@@ -690,8 +690,61 @@ fn report_health_changes(net: &Devnet, last: &mut [Option<String>]) {
     }
 }
 
+/// `cairn drill corrupt-node N PERCENT`: flips one byte in the middle of PERCENT% of node N's
+/// fragment files (evenly spaced in path order, so a rerun picks the same files), as disk rot
+/// would. Works on a running or stopped devnet; returns how many files it damaged.
+pub fn corrupt_node(dir: &Path, node: &str, percent: &str) -> Result<usize, String> {
+    let percent: u64 = percent
+        .parse()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or("PERCENT must be an integer 1..=100")?;
+    let root = dir.join("nodes").join(node).join("data").join("fragments");
+    let mut files = Vec::new();
+    let shards = std::fs::read_dir(&root).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (is {node} a storage node?)",
+            root.display()
+        )
+    })?;
+    for shard in shards.flatten() {
+        for f in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if f.path().extension().is_some_and(|x| x == "frag") {
+                files.push(f.path());
+            }
+        }
+    }
+    files.sort();
+    let n = files.len() as u64;
+    let take = (n * percent).div_ceil(100);
+    let mut damaged = 0;
+    for i in 0..take {
+        let path = &files[(i * n / take.max(1)) as usize];
+        let mut data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if data.is_empty() {
+            continue;
+        }
+        let mid = data.len() / 2;
+        data[mid] ^= 0x5a;
+        std::fs::write(path, &data).map_err(|e| format!("{}: {e}", path.display()))?;
+        damaged += 1;
+    }
+    Ok(damaged)
+}
+
 /// `cairn drill`: sends one command to a running devnet and prints its answer.
 pub fn drill(dir: &Path, command: &[String]) -> Result<(), String> {
+    if let [cmd, node, percent] = command {
+        if cmd == "corrupt-node" {
+            let damaged = corrupt_node(dir, node, percent)?;
+            println!("corrupted {damaged} fragment files of {node}");
+            return Ok(());
+        }
+    }
     let path = dir.join("control.sock");
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
