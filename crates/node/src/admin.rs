@@ -2,7 +2,8 @@
 //!
 //! Endpoints: `GET /status` (with `healthy`: false once a critical worker failed, and the
 //! names of failed critical workers), `GET /workers` ([`crate::tasks::WorkersReport`]),
-//! `GET /nodes`, `GET /audit` ([`crate::audit::AuditView`]), `GET /blocks/{height}`,
+//! `GET /nodes`, `GET /audit` ([`crate::audit::AuditView`]), `GET /blocks/{height}` (and
+//! `/blocks/{height}/txs`: the raw transactions, hex, for replays),
 //! `GET /accounts/{hex}`,
 //! `GET /config/{key}`, `POST /tx` (body: the raw
 //! canonical transaction bytes, at most `MAX_TX_BODY_BYTES`), `GET /tx/{hash}`, `GET /metrics`
@@ -131,6 +132,30 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
         ),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, json!(nodes_view(admin))),
         (&Method::GET, ["workers"]) => json_response(StatusCode::OK, json!(admin.health.report())),
+        (&Method::GET, ["blocks", height, "txs"]) => {
+            let Ok(height) = height.parse::<u64>() else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadHeight",
+                    "height must be an unsigned integer",
+                );
+            };
+            match admin.blocks.get(height).await {
+                Some(block) => json_response(
+                    StatusCode::OK,
+                    json!({
+                        "height": block.height,
+                        "timestamp_ms": block.timestamp_ms,
+                        "txs": block.txs.iter().map(|t| hex(t)).collect::<Vec<_>>(),
+                    }),
+                ),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchBlock",
+                    format!("no finalized block at height {height} on this node"),
+                ),
+            }
+        }
         (&Method::GET, ["blocks", height]) => {
             let Ok(height) = height.parse::<u64>() else {
                 return error(

@@ -19,6 +19,7 @@ pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod bench_audit;
 pub mod bench_storage;
 pub mod cli;
 pub mod client;

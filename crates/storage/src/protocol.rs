@@ -48,6 +48,11 @@ pub fn hex(bytes: &[u8]) -> String {
     const_hex::encode(bytes)
 }
 
+/// Parses hex of any even length (no `0x` prefix).
+pub fn unhex_vec(s: &str) -> Option<Vec<u8>> {
+    const_hex::decode(s).ok()
+}
+
 /// Parses exactly `2 * N` hex characters (no `0x` prefix).
 pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N {
