@@ -242,6 +242,28 @@ impl Shared {
         Ok(hash)
     }
 
+    /// Signs `kind` with `key` (the account `nonces` allocates for) at its next free nonce,
+    /// valid for `validity_blocks` past the finalized height, and submits it. The one signing
+    /// path of a node's own workers.
+    pub fn sign_and_submit(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        nonces: &Nonces,
+        kind: cairn_ledger::TxKind,
+        validity_blocks: u64,
+    ) -> Result<Hash, SubmitError> {
+        let (nonce, height) = self.with_state(|s| (nonces.next(s), s.height()));
+        let nonce = nonce.ok_or(SubmitError::Invalid(TxError::UnknownAccount))?;
+        let tx = cairn_ledger::Tx {
+            signer: key.verifying_key().to_bytes(),
+            nonce,
+            valid_until: height + validity_blocks,
+            kind,
+        }
+        .sign(key);
+        self.submit(tx.encode().into())
+    }
+
     /// Admits a transaction relayed by a peer (no re-gossip; invalid ones are dropped).
     pub fn admit_gossip(&self, bytes: Bytes) -> bool {
         match self.check_tx_bytes(&bytes) {

@@ -192,6 +192,29 @@ pub fn validate_coding(data_shards: u8, parity_shards: u8) -> Result<(), TxError
 }
 
 impl ObjectManifest {
+    /// A one-segment manifest of `len_bytes` with these fragment roots on `placement`, an
+    /// empty-content ETag, no metadata and `modified_ms` 1 (benchmarks, simulations, tests).
+    pub fn single_segment(
+        len_bytes: u64,
+        placement: Vec<NodeId>,
+        fragment_roots: Vec<Hash>,
+        stored_mask: u64,
+    ) -> Self {
+        Self {
+            size_bytes: len_bytes,
+            etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+            content_type: "application/octet-stream".into(),
+            modified_ms: 1,
+            metadata: vec![],
+            placement,
+            segments: vec![Segment {
+                len_bytes,
+                fragment_roots,
+                stored_mask,
+            }],
+        }
+    }
+
     /// Stateless checks: bounds, sizes adding up, one root per fragment. A node may hold
     /// several fragments (degraded placement); [`crate::placement::validate`] checks spread.
     pub fn validate(&self) -> Result<(), TxError> {

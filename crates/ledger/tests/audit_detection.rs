@@ -11,7 +11,7 @@ mod common;
 use cairn_ledger::{
     audit::{self, AuditParams, AuditProof, LeafProof, Verdict},
     merkle::MerkleTree,
-    objects::{ObjectManifest, Segment},
+    objects::ObjectManifest,
     *,
 };
 use common::*;
@@ -73,14 +73,7 @@ fn run(seed: u64) -> BTreeMap<u8, Option<u64>> {
             .map(|s| MerkleTree::build(&frag(o, s)).root())
             .collect();
         let len = 4 * frag(o, 0).len() as u64;
-        let manifest = ObjectManifest {
-            segments: vec![Segment {
-                len_bytes: len,
-                fragment_roots: roots,
-                stored_mask: 0xfff,
-            }],
-            ..manifest_on(len, 1, storage_placement())
-        };
+        let manifest = ObjectManifest::single_segment(len, storage_placement(), roots, 0xfff);
         puts.push((
             ADMIN,
             TxKind::PutObject {

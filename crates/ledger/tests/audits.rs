@@ -71,14 +71,7 @@ impl Net {
             }
             // RS(4, 8): a segment of 4 × FRAGMENT_BYTES gives fragments of FRAGMENT_BYTES.
             let len = 4 * FRAGMENT_BYTES as u64;
-            let manifest = ObjectManifest {
-                segments: vec![Segment {
-                    len_bytes: len,
-                    fragment_roots: roots,
-                    stored_mask: 0xfff,
-                }],
-                ..manifest_on(len, 1, storage_placement())
-            };
+            let manifest = ObjectManifest::single_segment(len, storage_placement(), roots, 0xfff);
             puts.push(net.stx(
                 ADMIN,
                 TxKind::PutObject {

@@ -132,53 +132,27 @@ async fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> 
         ),
         (&Method::GET, ["nodes"]) => json_response(StatusCode::OK, json!(nodes_view(admin))),
         (&Method::GET, ["workers"]) => json_response(StatusCode::OK, json!(admin.health.report())),
-        (&Method::GET, ["blocks", height, "txs"]) => {
-            let Ok(height) = height.parse::<u64>() else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "BadHeight",
-                    "height must be an unsigned integer",
-                );
-            };
-            match admin.blocks.get(height).await {
-                Some(block) => json_response(
-                    StatusCode::OK,
-                    json!({
-                        "height": block.height,
-                        "timestamp_ms": block.timestamp_ms,
-                        "txs": block.txs.iter().map(|t| hex(t)).collect::<Vec<_>>(),
-                    }),
-                ),
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "NoSuchBlock",
-                    format!("no finalized block at height {height} on this node"),
-                ),
-            }
-        }
-        (&Method::GET, ["blocks", height]) => {
-            let Ok(height) = height.parse::<u64>() else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "BadHeight",
-                    "height must be an unsigned integer",
-                );
-            };
-            match admin.blocks.get(height).await {
-                Some(block) => {
-                    let mut body = block_json(&block);
-                    if let Some(root) = admin.shared.root_at(height) {
-                        body["state_root"] = json!(hex(&root));
-                    }
-                    json_response(StatusCode::OK, body)
+        (&Method::GET, ["blocks", height, "txs"]) => match block_at(admin, height).await {
+            Ok(block) => json_response(
+                StatusCode::OK,
+                json!({
+                    "height": block.height,
+                    "timestamp_ms": block.timestamp_ms,
+                    "txs": block.txs.iter().map(|t| hex(t)).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(e) => e,
+        },
+        (&Method::GET, ["blocks", height]) => match block_at(admin, height).await {
+            Ok(block) => {
+                let mut body = block_json(&block);
+                if let Some(root) = admin.shared.root_at(block.height) {
+                    body["state_root"] = json!(hex(&root));
                 }
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "NoSuchBlock",
-                    format!("no finalized block at height {height} on this node"),
-                ),
+                json_response(StatusCode::OK, body)
             }
-        }
+            Err(e) => e,
+        },
         (&Method::GET, ["accounts", id]) => {
             let Some(id) = hex32(id) else {
                 return error(
@@ -397,6 +371,24 @@ fn nodes_view(admin: &Admin) -> api::Nodes {
                 healthy: registry::is_healthy(state, n),
             })
             .collect(),
+    })
+}
+
+/// The finalized block at `height` (the path segment), or the error response to send.
+async fn block_at(admin: &Admin, height: &str) -> Result<Arc<Block>, Response<Full<Bytes>>> {
+    let Ok(height) = height.parse::<u64>() else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "BadHeight",
+            "height must be an unsigned integer",
+        ));
+    };
+    admin.blocks.get(height).await.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "NoSuchBlock",
+            format!("no finalized block at height {height} on this node"),
+        )
     })
 }
 

@@ -6,7 +6,7 @@ use crate::{
     tasks::{serving, TaskSet},
 };
 use cairn_chain::{Nonces, Shared, TxStatus};
-use cairn_ledger::{audit, Hash, NodeId, State, Tx, TxKind};
+use cairn_ledger::{audit, Hash, NodeId, State, TxKind};
 use cairn_storage::prover::{self, AuditChain, AuditStats};
 use commonware_runtime::Clock;
 use serde::{Deserialize, Serialize};
@@ -43,20 +43,8 @@ impl AuditChain for NodeChain {
     }
 
     fn submit(&self, kind: TxKind, validity_blocks: u64) -> Result<Hash, String> {
-        let signer = self.key.verifying_key().to_bytes();
-        let (nonce, height) = self
-            .shared
-            .with_state(|s| (self.nonces.next(s), s.height()));
-        let nonce = nonce.ok_or("no free nonce: too many transactions of this node in flight")?;
-        let tx = Tx {
-            signer,
-            nonce,
-            valid_until: height + validity_blocks,
-            kind,
-        }
-        .sign(&self.key);
         self.shared
-            .submit(tx.encode().into())
+            .sign_and_submit(&self.key, &self.nonces, kind, validity_blocks)
             .map_err(|e| e.to_string())
     }
 

@@ -10,7 +10,7 @@
 
 use cairn_ledger::{
     audit::{self, AuditParams},
-    objects::{Acl, ObjectManifest, Segment},
+    objects::{Acl, ObjectManifest},
     Genesis, NodeId, NodeRecordInit, Roles, SignedTx, State, Tx, TxKind, MAX_TXS_PER_BLOCK,
 };
 use cairn_storage::{
@@ -162,19 +162,12 @@ fn ledger(args: &AuditArgs, store: &FragmentStore) -> Result<State, String> {
             owner: admin_id,
             bucket: "bench".into(),
             key: format!("o/{i:06}"),
-            manifest: ObjectManifest {
-                size_bytes: seg_len,
-                etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-                content_type: "application/octet-stream".into(),
-                modified_ms: 1,
-                metadata: vec![],
-                placement: (0..12).map(node).collect(),
-                segments: vec![Segment {
-                    len_bytes: seg_len,
-                    fragment_roots: roots,
-                    stored_mask: 0xfff,
-                }],
-            },
+            manifest: ObjectManifest::single_segment(
+                seg_len,
+                (0..12).map(node).collect(),
+                roots,
+                0xfff,
+            ),
             if_absent: false,
         });
         if puts.len() == MAX_TXS_PER_BLOCK {

@@ -550,10 +550,13 @@ fn audit_verify(
         .map_err(|e| e.to_string())?
         .to_ledger()
         .map_err(|(field, e)| format!("genesis {field}: {e}"))?;
-    let to = match to {
-        Some(h) => h,
-        None => client::get::<api::Status>(endpoint, "/status")?.height,
-    };
+    let height = client::get::<api::Status>(endpoint, "/status")?.height;
+    let to = to.unwrap_or(height);
+    if to > height || from > to || from == 0 {
+        return Err(format!(
+            "check heights 1 <= FROM ({from}) <= TO ({to}) <= the node's finalized height ({height})"
+        ));
+    }
     let started = std::time::Instant::now();
     let v = crate::audit::verify(endpoint, &genesis, from, to)?;
     println!(

@@ -1,7 +1,7 @@
 use super::*;
 use cairn_ledger::{
     audit::{AuditParams, Verdict},
-    objects::{Acl, ObjectManifest, Segment},
+    objects::{Acl, ObjectManifest},
     Event, Genesis, NodeRecordInit, Roles, Tx,
 };
 use commonware_runtime::{deterministic, Runner};
@@ -96,19 +96,12 @@ impl Setup {
                 owner: admin_id,
                 bucket: "audited".into(),
                 key: format!("obj-{o}"),
-                manifest: ObjectManifest {
-                    size_bytes: len,
-                    etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-                    content_type: "application/octet-stream".into(),
-                    modified_ms: 1,
-                    metadata: vec![],
-                    placement: (0..12).map(node).collect(),
-                    segments: vec![Segment {
-                        len_bytes: len,
-                        fragment_roots: roots,
-                        stored_mask: 0xfff,
-                    }],
-                },
+                manifest: ObjectManifest::single_segment(
+                    len,
+                    (0..12).map(node).collect(),
+                    roots,
+                    0xfff,
+                ),
                 if_absent: false,
             });
         }
