@@ -47,10 +47,14 @@ fn fragment_bytes(object: u8, slot: u8) -> Vec<u8> {
 
 impl Net {
     fn new() -> Self {
+        Self::with(params())
+    }
+
+    fn with(audit: AuditParams) -> Self {
         let mut g = genesis();
         push_storage_nodes(&mut g, OP);
         g.accounts.push((id(&key(STRANGER)), "stranger".into()));
-        g.audit = params();
+        g.audit = audit;
         let mut net = Self {
             state: State::genesis(&g).unwrap(),
             nonces: BTreeMap::new(),
@@ -371,7 +375,11 @@ fn a_silent_node_becomes_faulty_and_leaves_placement_and_audits() {
 
 #[test]
 fn a_lost_fragment_leaves_the_manifest() {
-    let mut net = Net::new();
+    // More challenges than fragments: every fragment still held is challenged.
+    let mut net = Net::with(AuditParams {
+        challenges_per_node: 8,
+        ..params()
+    });
     let lost = |node: u8, slot: u8| FragmentLost {
         node: storage_node(node),
         bucket: BUCKET.into(),
@@ -416,8 +424,17 @@ fn a_lost_fragment_leaves_the_manifest() {
         audit::CREDIT_START - audit::LOST_FRAGMENT_CREDIT
     );
     assert_eq!((rec.strikes, rec.slashed_total), (0, 0));
-    // The node is no longer challenged for it.
+    // The node is challenged for every fragment it still holds, and no longer for that one.
     net.run_to(10);
     let nr = net.state.audit_challenges(&storage_node(3)).unwrap();
+    assert_eq!(nr.challenges.len(), usize::from(OBJECTS) - 1);
     assert!(nr.challenges.iter().all(|c| c.key != "obj-2"));
+    assert_eq!(
+        net.state
+            .audit_challenges(&storage_node(4))
+            .unwrap()
+            .challenges
+            .len(),
+        usize::from(OBJECTS)
+    );
 }

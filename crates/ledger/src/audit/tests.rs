@@ -222,6 +222,15 @@ fn proofs_round_trip_their_encoding_and_bounds_hold() {
 }
 
 #[test]
+fn the_seed_depends_on_the_prior_root_the_round_and_the_chain() {
+    let base = round_seed("c", 1, &[1; 32]);
+    assert_ne!(base, round_seed("c", 1, &[2; 32]));
+    assert_ne!(base, round_seed("c", 2, &[1; 32]));
+    assert_ne!(base, round_seed("d", 1, &[1; 32]));
+    assert_eq!(base, round_seed("c", 1, &[1; 32]));
+}
+
+#[test]
 fn sampling_is_distinct_and_complete_when_small() {
     let seed = [5; 32];
     for n in 1..40u64 {
