@@ -366,9 +366,15 @@ pub async fn read_segment<T: FragmentTransport>(
         async move {
             let got = transport.get(node, root).await;
             // Invariant 6: only bytes matching the manifest's root are ever used.
-            let verified = got
-                .ok()
-                .filter(|b| b.len() == size && merkle::root_of(b) == root);
+            let verified = match got {
+                Ok(b) if b.len() == size && merkle::root_of(&b) == root => Some(b),
+                Ok(_) => {
+                    // Served but wrong: its holder re-verifies and reports the loss.
+                    transport.report_corrupt(node, root).await;
+                    None
+                }
+                Err(_) => None,
+            };
             (i, verified)
         }
     };
@@ -499,6 +505,8 @@ mod tests {
         push_cost_ms: AtomicU64,
         /// Every delay the pipeline asked for.
         delays_ms: Mutex<Vec<u64>>,
+        /// Every corrupt-fragment report: (node, root).
+        reports: Mutex<Vec<(NodeId, Hash)>>,
     }
 
     impl Local {
@@ -518,6 +526,7 @@ mod tests {
                 clock_ms: AtomicU64::new(0),
                 push_cost_ms: AtomicU64::new(0),
                 delays_ms: Mutex::default(),
+                reports: Mutex::default(),
                 dirs,
             }
         }
@@ -566,6 +575,9 @@ mod tests {
         }
         async fn hedge_delay(&self, ms: u64) {
             self.delays_ms.lock().unwrap().push(ms);
+        }
+        async fn report_corrupt(&self, node: NodeId, root: Hash) {
+            self.reports.lock().unwrap().push((node, root));
         }
         fn now_ms(&self) -> u64 {
             self.clock_ms.load(Ordering::SeqCst)
@@ -779,6 +791,14 @@ mod tests {
             );
         }
         assert_eq!(read_all(&t, &segs, 0, 30_000).unwrap(), data);
+        // Each node that served rotten bytes was told so, with the root it failed.
+        let mut reports = t.reports.lock().unwrap().clone();
+        reports.sort();
+        reports.dedup();
+        let want: Vec<_> = (0..4u8)
+            .map(|i| ([i; 32], segs[0].fragment_roots[i as usize]))
+            .collect();
+        assert_eq!(reports, want);
     }
 
     #[test]

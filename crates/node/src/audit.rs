@@ -56,12 +56,13 @@ impl AuditChain for NodeChain {
 /// Starts the prover and the scrubber of storage node `node`, each on its own clock (not
 /// critical: a node whose prover stopped still serves, and its misses show in
 /// `cairn audit status`).
-pub fn start_workers<C: Clock + Send + 'static>(
+pub fn start_workers<C: Clock + commonware_runtime::Metrics + Send + 'static>(
     tasks: &mut TaskSet,
     clocks: (C, C),
     chain: Arc<NodeChain>,
     node: NodeId,
     store: cairn_storage::FragmentStore,
+    suspects: Arc<prover::Suspects>,
     scrub_bytes_per_sec: u64,
 ) -> Arc<AuditStats> {
     let stats = Arc::new(AuditStats::default());
@@ -80,6 +81,7 @@ pub fn start_workers<C: Clock + Send + 'static>(
             node,
             store,
             stats.clone(),
+            suspects,
             scrub_bytes_per_sec,
         ),
     ));

@@ -223,7 +223,7 @@ fn run(args: &AuditArgs, work: &std::path::Path) -> Result<(), String> {
         sent: Mutex::default(),
     };
     let t = Instant::now();
-    Prover::default().poll(&chain, &node(0), &store, &AuditStats::default());
+    Prover::default().poll(&chain, &node(0), &store, &AuditStats::default(), None);
     let prove_ms = t.elapsed().as_secs_f64() * 1e3;
     let sent = chain.sent.lock().map_err(|e| e.to_string())?.clone();
     let proofs: Vec<_> = sent

@@ -232,7 +232,8 @@ pub async fn start_node(
                 source: std::io::Error::other(e.to_string()),
             })?;
         let shared = node.shared.clone();
-        audit_store = Some(store.clone());
+        let suspects = Arc::new(cairn_storage::prover::Suspects::default());
+        audit_store = Some((store.clone(), suspects.clone()));
         let server = cairn_storage::server::FragmentServer::new(
             id,
             store,
@@ -240,7 +241,8 @@ pub async fn start_node(
                 shared.with_state(|s| cairn_storage::auth::authorize(s, method, requester))
             }),
             cairn_storage::server::Limits::default(),
-        );
+        )
+        .with_suspects(suspects);
         tasks.start(serving(
             "fragments",
             true,
@@ -263,7 +265,7 @@ pub async fn start_node(
     });
     tasks.start(serving("admin", true, admin::serve(listener, admin)));
     let nonces = Arc::new(Nonces::new(id));
-    if let Some(store) = audit_store {
+    if let Some((store, suspects)) = audit_store {
         let chain = Arc::new(crate::audit::NodeChain::new(
             node.shared.clone(),
             nonces.clone(),
@@ -273,7 +275,8 @@ pub async fn start_node(
             .scrub_bytes_per_sec
             .unwrap_or(crate::audit::DEFAULT_SCRUB_BYTES_PER_SEC);
         let clocks = (ctx.child("prover"), ctx.child("scrubber"));
-        let stats = crate::audit::start_workers(&mut tasks, clocks, chain, id, store, rate);
+        let stats =
+            crate::audit::start_workers(&mut tasks, clocks, chain, id, store, suspects, rate);
         // Set once: one prover per node.
         let _ = audit_stats.set(stats);
     }

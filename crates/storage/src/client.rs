@@ -218,4 +218,10 @@ impl FragmentTransport for HttpTransport {
     async fn hedge_delay(&self, ms: u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    async fn report_corrupt(&self, node: NodeId, root: Hash) {
+        // HEAD asks the holder to re-verify its copy; its answer changes nothing here.
+        if let Err(e) = self.request("HEAD", node, root, Bytes::new()).await {
+            tracing::debug!("corrupt-fragment report: {e}");
+        }
+    }
 }

@@ -29,6 +29,13 @@ pub trait FragmentTransport: Send + Sync {
         let _ = ms;
         async {}
     }
+    /// Tells `node` that the fragment `root` it served did not match its root, so it re-verifies
+    /// its copy and reports the loss on the ledger (best effort: errors are ignored). The
+    /// default does nothing.
+    fn report_corrupt(&self, node: NodeId, root: Hash) -> impl Future<Output = ()> + Send {
+        let _ = (node, root);
+        async {}
+    }
     /// Milliseconds on the clock [`Self::hedge_delay`] counts in, from an arbitrary epoch; the
     /// pipeline sizes an upload's grace with it. The default is the process's monotonic clock.
     fn now_ms(&self) -> u64 {

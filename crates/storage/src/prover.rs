@@ -18,7 +18,10 @@ use cairn_ledger::{
     merkle::LEAF_SIZE_BYTES,
     Hash, NodeId, State, TxKind,
 };
-use commonware_runtime::Clock;
+use commonware_runtime::{
+    telemetry::metrics::{raw::Histogram, Registered},
+    Clock, Metrics,
+};
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
@@ -38,6 +41,33 @@ pub const PROOF_VALIDITY_BLOCKS: u64 = 60;
 pub const MAX_LOST_REPORTS_PER_PASS: usize = 256;
 /// The scrubber's pause between passes.
 pub const SCRUB_IDLE_MS: u64 = 10_000;
+/// How often the scrubber checks the fragments gateways reported corrupt.
+pub const SUSPECT_POLL_MS: u64 = 1_000;
+/// Most reported roots waiting for the scrubber (more are dropped: the next pass finds them).
+pub const MAX_SUSPECTS: usize = 1_024;
+
+/// Roots that gateways found corrupt when they read them, for the scrubber to check first.
+#[derive(Debug, Default)]
+pub struct Suspects(std::sync::Mutex<BTreeSet<Hash>>);
+
+impl Suspects {
+    /// Queues `root` (dropped when [`MAX_SUSPECTS`] are already waiting).
+    pub fn push(&self, root: Hash) {
+        if let Ok(mut s) = self.0.lock() {
+            if s.len() < MAX_SUSPECTS {
+                s.insert(root);
+            }
+        }
+    }
+
+    /// Takes every queued root.
+    pub fn take(&self) -> BTreeSet<Hash> {
+        self.0
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+}
 
 /// What the audit workers need from the node: snapshots of finalized state and a way to
 /// sign (with this node's operator key, at a free nonce) and submit a transaction.
@@ -92,6 +122,36 @@ impl AuditStats {
                 )
             })
             .collect()
+    }
+}
+
+/// Histograms the prover registers on its runtime context (exported on `/metrics`).
+#[derive(Clone)]
+pub struct ProverHistograms {
+    prove_ms: Registered<Histogram>,
+    proof_bytes: Registered<Histogram>,
+}
+
+impl ProverHistograms {
+    /// Registers `audit_prove_ms` (per poll that built proofs) and `audit_proof_bytes` (per
+    /// proof transaction) on `ctx`.
+    pub fn register<M: Metrics>(ctx: &M) -> Self {
+        let ms = [
+            0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 5_000.0,
+        ];
+        let bytes = [1_024.0, 4_096.0, 16_384.0, 32_768.0, 40_000.0, 65_536.0];
+        Self {
+            prove_ms: ctx.register(
+                "audit_prove_ms",
+                "Milliseconds a prover poll spent reading, verifying and proving challenged leaves",
+                Histogram::new(ms),
+            ),
+            proof_bytes: ctx.register(
+                "audit_proof_bytes",
+                "Bytes of leaves and paths in one audit proof transaction",
+                Histogram::new(bytes),
+            ),
+        }
     }
 }
 
@@ -160,6 +220,7 @@ impl Prover {
         node: &NodeId,
         store: &FragmentStore,
         stats: &AuditStats,
+        histograms: Option<&ProverHistograms>,
     ) {
         let state = chain.snapshot();
         let Some(nr) = state.audit_challenges(node) else {
@@ -198,6 +259,9 @@ impl Prover {
         }
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.prove_us.fetch_add(elapsed_us, Ordering::Relaxed);
+        if let (Some(h), false) = (histograms, leaves.is_empty()) {
+            h.prove_ms.metric().observe(elapsed_us as f64 / 1e3);
+        }
         for chunk in leaves.chunks(MAX_LEAVES_PER_PROOF) {
             if self.in_flight.len() >= MAX_OUTSTANDING_PROOFS {
                 break;
@@ -218,6 +282,9 @@ impl Prover {
                         .leaves_proved
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     stats.proof_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    if let Some(h) = histograms {
+                        h.proof_bytes.metric().observe(bytes as f64);
+                    }
                 }
                 Err(e) => tracing::warn!("audit: cannot submit a proof: {e}"),
             }
@@ -226,17 +293,18 @@ impl Prover {
 }
 
 /// Runs the prover for `node` forever (the node wraps it in a named worker).
-pub async fn run_prover<C: Clock>(
+pub async fn run_prover<C: Clock + Metrics>(
     clock: C,
     chain: Arc<dyn AuditChain>,
     node: NodeId,
     store: Arc<FragmentStore>,
     stats: Arc<AuditStats>,
 ) {
+    let histograms = ProverHistograms::register(&clock);
     let mut prover = Prover::default();
     loop {
         clock.sleep(Duration::from_millis(PROVER_POLL_MS)).await;
-        prover.poll(&*chain, &node, &store, &stats);
+        prover.poll(&*chain, &node, &store, &stats, Some(&histograms));
     }
 }
 
@@ -285,21 +353,72 @@ pub async fn scrub_pass<C: Clock>(
     reported
 }
 
-/// Runs the scrubber for `node` forever, pausing [`SCRUB_IDLE_MS`] between passes.
+/// Verifies the fragments of `node` whose roots gateways reported (`suspects`) and reports
+/// the missing or corrupt ones; returns how many were reported.
+pub fn check_suspects(
+    chain: &dyn AuditChain,
+    node: &NodeId,
+    store: &FragmentStore,
+    stats: &AuditStats,
+    suspects: &Suspects,
+) -> usize {
+    let roots = suspects.take();
+    if roots.is_empty() {
+        return 0;
+    }
+    let state = chain.snapshot();
+    let mut reported = 0;
+    for c in audit::held_fragments(&state, node) {
+        if !roots.contains(&c.root) {
+            continue;
+        }
+        if let Err(StoreError::NotFound { .. } | StoreError::Corrupt { .. }) = store.get(&c.root) {
+            stats.lost_found.fetch_add(1, Ordering::Relaxed);
+            if chain
+                .submit(lost_tx(*node, &c), PROOF_VALIDITY_BLOCKS)
+                .is_ok()
+            {
+                reported += 1;
+                stats.lost_reported.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    reported
+}
+
+/// Runs the scrubber for `node` forever: the reported suspects every [`SUSPECT_POLL_MS`], and a
+/// full pass [`SCRUB_IDLE_MS`] after the previous one ended.
 pub async fn run_scrubber<C: Clock>(
     clock: C,
     chain: Arc<dyn AuditChain>,
     node: NodeId,
     store: Arc<FragmentStore>,
     stats: Arc<AuditStats>,
+    suspects: Arc<Suspects>,
     bytes_per_sec: u64,
 ) {
+    let mut last_pass = clock.current();
     loop {
-        clock.sleep(Duration::from_millis(SCRUB_IDLE_MS)).await;
+        clock.sleep(Duration::from_millis(SUSPECT_POLL_MS)).await;
+        let n = check_suspects(&*chain, &node, &store, &stats, &suspects);
+        if n > 0 {
+            tracing::warn!(
+                reported = n,
+                "scrub: reported fragments gateways found corrupt"
+            );
+        }
+        let idle = clock
+            .current()
+            .duration_since(last_pass)
+            .unwrap_or_default();
+        if idle < Duration::from_millis(SCRUB_IDLE_MS) {
+            continue;
+        }
         let n = scrub_pass(&clock, &*chain, &node, &store, &stats, bytes_per_sec).await;
         if n > 0 {
             tracing::warn!(reported = n, "scrub: reported lost fragments");
         }
+        last_pass = clock.current();
     }
 }
 

@@ -237,6 +237,8 @@ pub struct FragmentServer {
     replay: Mutex<ReplayCache>,
     budget: Arc<Semaphore>,
     limits: Limits,
+    /// Where a `HEAD` that finds a fragment missing or corrupt sends its root (the scrubber).
+    suspects: Option<Arc<crate::prover::Suspects>>,
 }
 
 impl FragmentServer {
@@ -252,7 +254,15 @@ impl FragmentServer {
                 limits.max_inflight_body_bytes.min(Semaphore::MAX_PERMITS),
             )),
             limits,
+            suspects: None,
         }
+    }
+
+    /// Sends the roots that a gateway's `HEAD` finds missing or corrupt to `suspects`, which
+    /// this node's scrubber reports on the ledger.
+    pub fn with_suspects(mut self, suspects: Arc<crate::prover::Suspects>) -> Self {
+        self.suspects = Some(suspects);
+        self
     }
 
     /// Reserves `len` bytes of the in-flight budget, or refuses at once.
@@ -341,6 +351,27 @@ impl FragmentServer {
                 let data =
                     off_runtime(move || store.read_unverified(&root).map(Bytes::from)).await?;
                 Ok(ok(data, Some(reserved)))
+            }
+            // A gateway found this fragment corrupt when it read it: verify our copy.
+            "HEAD" => {
+                if declared.unwrap_or(0) != 0 || chunked {
+                    return Err(FragmentError::BodyOnGet);
+                }
+                self.check(req.headers(), "HEAD", root, 0)?;
+                let size = self.store.size_of(&root).unwrap_or(0);
+                let reserved = self.reserve(size.min(MAX_FRAGMENT_SIZE_BYTES as u64))?;
+                let store = self.store.clone();
+                let verdict = off_runtime(move || store.get(&root).map(|_| Bytes::new())).await;
+                drop(reserved);
+                let lost = matches!(
+                    verdict,
+                    Err(StoreError::NotFound { .. } | StoreError::Corrupt { .. })
+                );
+                if let (true, Some(s)) = (lost, &self.suspects) {
+                    s.push(root);
+                }
+                verdict?;
+                Ok(ok(Bytes::new(), None))
             }
             _ => Err(FragmentError::MethodNotAllowed),
         }

@@ -28,6 +28,7 @@ struct Server {
     addr: SocketAddr,
     dir: std::path::PathBuf,
     task: tokio::task::JoinHandle<()>,
+    suspects: Arc<crate::prover::Suspects>,
 }
 
 impl Drop for Server {
@@ -49,10 +50,17 @@ async fn server(limits: Limits) -> Server {
         Box::new(move |m, r| auth::authorize(&state, m, r)),
         limits,
     );
+    let suspects = Arc::new(crate::prover::Suspects::default());
+    let srv = srv.with_suspects(suspects.clone());
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(serve(listener, Arc::new(srv)));
-    Server { addr, dir, task }
+    Server {
+        addr,
+        dir,
+        task,
+        suspects,
+    }
 }
 
 fn transport(seed: u8, addr: SocketAddr) -> HttpTransport {
@@ -122,6 +130,30 @@ async fn gateway_round_trips_and_other_roles_are_refused() {
     // A ticket for another node is misdirected.
     let e = gw.get(id(3), root).await.unwrap_err().0;
     assert!(e.contains("421") && e.contains("WrongTarget"), "{e}");
+}
+
+#[tokio::test]
+async fn a_gateway_report_queues_a_rotten_fragment_for_the_scrubber() {
+    let srv = server(Limits::default()).await;
+    let data = Bytes::from(vec![6u8; 9_000]);
+    let root = crate::merkle::root_of(&data);
+    let gw = transport(1, srv.addr);
+    gw.put(id(2), root, data).await.unwrap();
+    // The copy is intact: nothing is queued.
+    gw.report_corrupt(id(2), root).await;
+    assert!(srv.suspects.take().is_empty());
+    let path = FragmentStore::open(&srv.dir, 4).unwrap().path_of(&root);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    // A cache node may not ask; a gateway may, and the root is queued.
+    transport(3, srv.addr).report_corrupt(id(2), root).await;
+    assert!(srv.suspects.take().is_empty());
+    gw.report_corrupt(id(2), root).await;
+    assert_eq!(
+        srv.suspects.take(),
+        std::collections::BTreeSet::from([root])
+    );
 }
 
 #[tokio::test]

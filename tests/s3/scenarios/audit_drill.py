@@ -111,6 +111,8 @@ def main():
                 if line.startswith("cairn_fragments_lost_reported_total ")]
     c.check(reported and reported[0] >= 1, "n05's /metrics counts its FragmentLost reports")
     c.check("cairn_scrub_fragments_total" in metrics, "n05's /metrics has scrub counters")
+    c.check("audit_prove_ms_bucket" in metrics and "audit_proof_bytes_bucket" in metrics,
+            "n05's /metrics has the prover's histograms")
 
     for key, body in bodies.items():
         got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -191,9 +191,9 @@ fn an_honest_node_passes_and_answers_once() {
     let chain = fake(&s);
     let stats = AuditStats::default();
     let mut prover = Prover::default();
-    prover.poll(&chain, &node(0), &s.store, &stats);
+    prover.poll(&chain, &node(0), &s.store, &stats, None);
     // In flight: a second poll sends nothing new.
-    prover.poll(&chain, &node(0), &s.store, &stats);
+    prover.poll(&chain, &node(0), &s.store, &stats, None);
     let sent = std::mem::take(&mut *chain.sent.lock().unwrap());
     assert_eq!(sent.len(), 1);
     assert!(matches!(&sent[0], TxKind::AuditProof(p) if p.leaves.len() == 4));
@@ -219,7 +219,7 @@ fn lost_fragments_are_reported_not_answered() {
     s.damage(challenged[1], false);
     let chain = fake(&s);
     let stats = AuditStats::default();
-    Prover::default().poll(&chain, &node(0), &s.store, &stats);
+    Prover::default().poll(&chain, &node(0), &s.store, &stats, None);
     let sent = std::mem::take(&mut *chain.sent.lock().unwrap());
     let lost = sent
         .iter()
@@ -238,6 +238,26 @@ fn lost_fragments_are_reported_not_answered() {
         .object("audited", &format!("obj-{}", challenged[0]))
         .unwrap();
     assert_eq!(m.manifest.segments[0].stored_mask & 1, 0);
+}
+
+#[test]
+fn reported_suspects_are_checked_and_only_the_lost_reported() {
+    let s = Setup::new();
+    s.damage(1, false);
+    let chain = fake(&s);
+    let stats = AuditStats::default();
+    let suspects = Suspects::default();
+    // A rotten fragment, an intact one, and a root this node does not hold.
+    suspects.push(crate::merkle::root_of(&bytes(1, 0)));
+    suspects.push(crate::merkle::root_of(&bytes(3, 0)));
+    suspects.push([9; 32]);
+    assert_eq!(
+        check_suspects(&chain, &node(0), &s.store, &stats, &suspects),
+        1
+    );
+    let sent = chain.sent.lock().unwrap();
+    assert!(matches!(&sent[..], [TxKind::FragmentLost(l)] if l.key == "obj-1"));
+    assert!(suspects.take().is_empty(), "taken once");
 }
 
 #[test]
