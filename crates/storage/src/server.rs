@@ -1,11 +1,13 @@
-//! The fragment listener of a storage node: `PUT /fragments/{root}` and
-//! `GET /fragments/{root}` on its own port (`fragment_listen` in `node.toml`, advertised as
+//! The fragment listener of a storage node: `PUT /fragments/{root}`, `GET /fragments/{root}`
+//! and `HEAD /fragments/{root}` (a gateway that read rotten bytes asks the node to re-verify
+//! its copy; a missing or corrupt one is queued for the scrubber, see
+//! [`FragmentServer::with_suspects`]) on its own port (`fragment_listen` in `node.toml`, advertised as
 //! `addresses[3]` of the node's ledger record), separate from the admin API. The client side
 //! is [`crate::client::HttpTransport`].
 //!
 //! Access by role: every request carries a ticket signed by the requesting node (see
 //! [`crate::auth`] for the signed message and headers). Only gateway nodes may PUT
-//! (for a ticket naming this node, the root and the body length) or GET; tickets are fresh for
+//! (for a ticket naming this node, the root and the body length), GET or HEAD; tickets are fresh for
 //! [`crate::auth::MAX_REQUEST_AGE_MS`] and single-use (replay cache of at most
 //! [`crate::auth::MAX_REPLAY_ENTRIES`] entries).
 //!
