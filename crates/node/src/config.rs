@@ -444,6 +444,23 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_audit_table_keeps_the_other_defaults_and_bad_values_are_refused() {
+        let base = "chain_id = \"t\"\nnodes = []\n";
+        let parse = |extra: &str| toml::from_str::<super::GenesisFile>(&format!("{base}{extra}"));
+        let none = parse("").unwrap();
+        assert_eq!(none.audit, cairn_ledger::audit::AuditParams::default());
+        let partial = parse("[audit]\nround_blocks = 600\n").unwrap();
+        assert_eq!(partial.audit.round_blocks, 600);
+        assert_eq!(
+            partial.audit.challenges_per_node,
+            cairn_ledger::audit::AuditParams::default().challenges_per_node
+        );
+        // A deadline at or past the round length would make rounds overlap.
+        let bad = parse("[audit]\nround_blocks = 10\ndeadline_blocks = 10\n").unwrap();
+        assert!(bad.audit.validate().is_err());
+    }
+
+    #[test]
     fn node_key_and_account_key_agree() {
         use commonware_cryptography::Signer as _;
         // Fragment requests and gateway transactions are signed with the dalek form of the
