@@ -196,7 +196,7 @@ pub enum Verdict {
 }
 
 /// A node's audit history and standing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Rounds judged.
     pub rounds: u64,

@@ -116,31 +116,17 @@ pub struct RoundView {
     pub judged: bool,
 }
 
-/// One node's audit standing.
+/// One node's audit standing: its ledger record, flattened, plus a summary state and the
+/// open round's progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAuditView {
     /// Node id (hex).
     pub node_id: String,
-    /// Rounds judged.
-    pub rounds: u64,
-    /// Passed.
-    pub passes: u64,
-    /// Failed (a wrong leaf or path).
-    pub fails: u64,
-    /// Missed.
-    pub misses: u64,
-    /// Credit.
-    pub credit: u32,
-    /// Strikes since its last pass.
-    pub strikes: u32,
     /// `ok`, `striking` or `faulty`.
     pub state: String,
-    /// Proof bytes of its last judged round.
-    pub last_proof_bytes: u64,
-    /// Stake taken so far.
-    pub slashed_total: u64,
-    /// Fragments it reported lost.
-    pub lost_reported: u64,
+    /// Its record (a fresh one before its first judged round).
+    #[serde(flatten)]
+    pub record: audit::AuditRecord,
     /// Challenges in the open round: (proved, open, failed).
     pub open_round: Option<(usize, usize, usize)>,
 }
@@ -148,60 +134,42 @@ pub struct NodeAuditView {
 /// The view of `s`.
 pub fn view(s: &State) -> AuditView {
     let p = *s.audit_params();
-    let mut nodes: std::collections::BTreeMap<NodeId, NodeAuditView> = s
-        .audit_records()
-        .map(|(id, r)| {
-            (
-                *id,
-                NodeAuditView {
-                    node_id: hex(id),
-                    rounds: r.rounds,
-                    passes: r.passes,
-                    fails: r.fails,
-                    misses: r.misses,
-                    credit: r.credit,
-                    strikes: r.strikes,
-                    state: if r.faulty {
-                        "faulty"
-                    } else if r.strikes > 0 {
-                        "striking"
-                    } else {
-                        "ok"
-                    }
-                    .into(),
-                    last_proof_bytes: r.last_proof_bytes,
-                    slashed_total: r.slashed_total,
-                    lost_reported: r.lost_reported,
-                    open_round: None,
-                },
-            )
+    let records: std::collections::BTreeMap<&NodeId, &audit::AuditRecord> =
+        s.audit_records().collect();
+    let challenged = audit::audited_nodes(s)
+        .into_iter()
+        .filter(|id| s.audit_challenges(id).is_some());
+    let ids: std::collections::BTreeSet<NodeId> =
+        records.keys().map(|id| **id).chain(challenged).collect();
+    let nodes = ids
+        .into_iter()
+        .map(|id| {
+            let record = records
+                .get(&id)
+                .map_or_else(Default::default, |r| (*r).clone());
+            let open_round = s.audit_challenges(&id).map(|nr| {
+                let count = |o: audit::Outcome| nr.outcomes.iter().filter(|x| **x == o).count();
+                (
+                    count(audit::Outcome::Proved),
+                    count(audit::Outcome::Open),
+                    count(audit::Outcome::Failed),
+                )
+            });
+            let state = if record.faulty {
+                "faulty"
+            } else if record.strikes > 0 {
+                "striking"
+            } else {
+                "ok"
+            };
+            NodeAuditView {
+                node_id: hex(&id),
+                state: state.into(),
+                record,
+                open_round,
+            }
         })
         .collect();
-    for id in audit::audited_nodes(s) {
-        let Some(nr) = s.audit_challenges(&id) else {
-            continue;
-        };
-        let count = |o: audit::Outcome| nr.outcomes.iter().filter(|x| **x == o).count();
-        let row = nodes.entry(id).or_insert_with(|| NodeAuditView {
-            node_id: hex(&id),
-            rounds: 0,
-            passes: 0,
-            fails: 0,
-            misses: 0,
-            credit: audit::CREDIT_START,
-            strikes: 0,
-            state: "ok".into(),
-            last_proof_bytes: 0,
-            slashed_total: 0,
-            lost_reported: 0,
-            open_round: None,
-        });
-        row.open_round = Some((
-            count(audit::Outcome::Proved),
-            count(audit::Outcome::Open),
-            count(audit::Outcome::Failed),
-        ));
-    }
     AuditView {
         height: s.height(),
         params: p,
@@ -212,7 +180,7 @@ pub fn view(s: &State) -> AuditView {
             seed: hex(&r.seed),
             judged: r.judged,
         }),
-        nodes: nodes.into_values().collect(),
+        nodes,
     }
 }
 
@@ -264,16 +232,16 @@ pub fn print_status(endpoint: &str) -> Result<(), String> {
             "{:<16} {:<6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:<9} {:>9} {:>7}  {}",
             &n.node_id[..16],
             names.get(&n.node_id).map_or("-", String::as_str),
-            n.rounds,
-            n.passes,
-            n.fails,
-            n.misses,
-            n.lost_reported,
-            n.credit,
-            n.strikes,
+            n.record.rounds,
+            n.record.passes,
+            n.record.fails,
+            n.record.misses,
+            n.record.lost_reported,
+            n.record.credit,
+            n.record.strikes,
             n.state,
-            n.last_proof_bytes,
-            n.slashed_total,
+            n.record.last_proof_bytes,
+            n.record.slashed_total,
             n.open_round
                 .map_or("-".into(), |(a, b, c)| format!("{a}/{b}/{c}"))
         );

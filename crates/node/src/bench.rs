@@ -45,7 +45,8 @@ pub struct ChainArgs {
     pub base_port: u16,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p` quantile (0..=1) of `sorted` (nearest rank; zero when empty).
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

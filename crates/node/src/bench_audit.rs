@@ -74,9 +74,10 @@ fn fragment(i: u64, len: usize) -> Vec<u8> {
     d
 }
 
-fn median_us(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Median of `v` in microseconds.
+fn median_us(mut v: Vec<std::time::Duration>) -> f64 {
+    v.sort();
+    crate::bench::percentile(&v, 0.5).as_secs_f64() * 1e6
 }
 
 /// Builds the ledger: genesis, a bucket, `fragments` objects, then blocks until a round opens.
@@ -262,12 +263,12 @@ fn run(args: &AuditArgs, work: &std::path::Path) -> Result<(), String> {
                 return Err("a generated proof did not verify".into());
             }
         }
-        verify.push(t.elapsed().as_secs_f64() * 1e6);
+        verify.push(t.elapsed());
         let t = Instant::now();
         for l in &leaves {
             std::hint::black_box(blake3::hash(&l.data));
         }
-        hash.push(t.elapsed().as_secs_f64() * 1e6);
+        hash.push(t.elapsed());
     }
     let verify_us = median_us(verify);
     let hash_us = median_us(hash);
